@@ -1,0 +1,1 @@
+"""Knative Eventing for the local runtime: broker ingress, backends, trigger dispatch."""

@@ -1,0 +1,1 @@
+"""Broker backends: one interface, one registry keyed by broker class."""

@@ -1,0 +1,1 @@
+"""Knative Serving for the local runtime: activator, instances, autoscaling."""

@@ -1,0 +1,129 @@
+"""The one app factory: turns any function into a WSGI app that gunicorn serves on `$PORT`.
+
+Event functions get `POST /`: the request must be a binary or structured CloudEvent; the reply
+event, if any, is written in binary mode with `200`, otherwise `202` with no body. Public-API
+functions get their routes. Every app serves `/health/readiness` and `/health/liveness`. Every
+error is a JSON object `{"error": "<what was wrong>"}` with a 4xx/5xx status.
+"""
+
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Request, Response, request
+from werkzeug.exceptions import HTTPException
+
+from functions.catalog import OPERATION_ID_EXTENSION
+from functions.ce import decode_http, encode_binary
+from functions.contract import HttpRequest, HttpResponse
+from functions.errors import FunctionError
+from functions.registry import EventFunction, Function, HttpFunction
+from functions.settings import Settings
+
+log = logging.getLogger("functions")
+
+
+def create_app(function: Function, settings: Settings) -> Flask:
+    """Build the WSGI app serving `function`.
+
+    :param function: a function from :func:`functions.registry.load_function`.
+    :param settings: limits such as the largest accepted body.
+    :return: a Flask app; gunicorn serves it.
+    """
+    app = Flask(function.name)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.get("/health/readiness")
+    @app.get("/health/liveness")
+    def health() -> Response:
+        return _json(200, {"status": "ok", "function": function.name})
+
+    if isinstance(function, EventFunction):
+        _add_event_route(app, function)
+    else:
+        _add_http_routes(app, function)
+
+    @app.errorhandler(FunctionError)
+    def function_error(exc: FunctionError) -> Response:
+        if exc.status >= 500:
+            log.warning("%s: %s", function.name, exc.message)
+        return _json(exc.status, {"error": exc.message})
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        messages = {
+            404: f"no route {request.method} {request.path} on {function.name}",
+            405: f"method {request.method} not allowed on {request.path}",
+            413: f"body larger than {settings.max_body_bytes} bytes",
+        }
+        status = exc.code or 500
+        return _json(status, {"error": messages.get(status, exc.description or exc.name)})
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("%s: unexpected error", function.name)
+        return _json(500, {"error": f"internal error in {function.name}: {type(exc).__name__}"})
+
+    return app
+
+
+def _add_event_route(app: Flask, function: EventFunction) -> None:
+    @app.post("/")
+    def receive() -> Response:
+        started = time.perf_counter()
+        event = decode_http(request.headers, _body(request))
+        reply = function.handler(event)
+        _log_event(function.name, event.get_type(), event.get_extension(OPERATION_ID_EXTENSION),
+                   started, reply.get_type() if reply is not None else None)
+        if reply is None:
+            return Response(status=202)
+        headers, body = encode_binary(reply)
+        return Response(body, status=200, headers=headers)
+
+
+def _add_http_routes(app: Flask, function: HttpFunction) -> None:
+    def view(**params: str) -> Response:
+        http_request = HttpRequest(
+            method=request.method,
+            path=request.path,
+            headers=dict(request.headers),
+            body=_body(request),
+            params=params,
+        )
+        response: HttpResponse = function.handler(http_request)
+        return _json(response.status, response.body, response.headers)
+
+    for route in function.routes:
+        app.add_url_rule(route.path, f"{route.method} {route.path}", view, methods=[route.method])
+
+
+def _body(req: Request) -> bytes:
+    # get_data enforces MAX_CONTENT_LENGTH (413) even without a Content-Length header.
+    return req.get_data(cache=False)
+
+
+def _json(status: int, body: Any, headers: Any = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        headers=headers,
+        mimetype="application/json",
+    )
+
+
+def _log_event(
+    name: str, event_type: str, operation_id: Any, started: float, reply_type: str | None
+) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "handled",
+            extra={
+                "function": name,
+                "operationid": operation_id,
+                "type": event_type,
+                "reply": reply_type,
+                "ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )

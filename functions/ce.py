@@ -1,0 +1,106 @@
+"""The one module of `functions` that imports the CloudEvents SDK (2.x, the `cloudevents.core` API).
+
+Keeping the SDK behind these few helpers means a change of SDK major version touches one file.
+"""
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from functions.errors import InvalidEvent
+
+__all__ = ["BaseCloudEvent", "CloudEvent", "decode_http", "encode_binary", "encode_structured", "new_event"]
+
+_FORMAT = JSONFormat()
+#: Namespace of the deterministic event ids: the same input event always yields the same reply id,
+#: so a duplicate delivery produces a reply a consumer can deduplicate by `source` + `id`.
+_REPLY_ID_NAMESPACE = uuid.UUID("6f1c3a52-6f5e-4d7a-9a36-2f4f5f1d2b10")
+
+
+def new_event(
+    event_type: str,
+    source: str,
+    data: Mapping[str, Any],
+    *,
+    operation_id: str,
+    caused_by: BaseCloudEvent | None = None,
+) -> CloudEvent:
+    """Build an event of the flow, with the `operationid` and `partitionkey` extensions.
+
+    :param event_type: a type from the event catalog.
+    :param source: the producing service's source URI reference.
+    :param data: the event's JSON data.
+    :param operation_id: the operation the event belongs to.
+    :param caused_by: the event this one replies to; when given, the id is derived from it, so that
+        handling a duplicate of `caused_by` yields an identical reply.
+    :return: a CloudEvent with JSON data.
+    """
+    if caused_by is not None:
+        event_id = str(uuid.uuid5(_REPLY_ID_NAMESPACE, f"{caused_by.get_id()}/{event_type}"))
+    else:
+        event_id = str(uuid.uuid4())
+    return CloudEvent(
+        {
+            "id": event_id,
+            "source": source,
+            "type": event_type,
+            "datacontenttype": "application/json",
+            "operationid": operation_id,
+            "partitionkey": operation_id,
+        },
+        dict(data),
+    )
+
+
+def decode_http(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
+    """Decode a binary- or structured-mode HTTP CloudEvent.
+
+    :param headers: the request headers (any case).
+    :param body: the request body.
+    :return: the event.
+    :raises InvalidEvent: with a message saying what is missing or malformed.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    binary = any(k.startswith("ce-") for k in lowered)
+    content_type = lowered.get("content-type", "")
+    if not binary and not content_type.startswith("application/cloudevents+json"):
+        raise InvalidEvent(
+            "expected a CloudEvent: binary mode (ce-specversion, ce-id, ce-source, ce-type headers)"
+            " or structured mode (Content-Type: application/cloudevents+json); found neither"
+            + (f" (Content-Type: {content_type})" if content_type else "")
+        )
+    try:
+        return ce_http.from_http(ce_http.HTTPMessage(headers=lowered, body=body), _FORMAT)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"structured CloudEvent body is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"CloudEvent body is not UTF-8: {exc}") from exc
+    except BaseCloudEventException as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {exc!r}") from exc
+
+
+def encode_binary(event: BaseCloudEvent) -> tuple[dict[str, str], bytes]:
+    """Encode an event in binary content mode.
+
+    :return: the headers (`ce-*` and `content-type`) and the body.
+    """
+    message = ce_http.to_binary(event, _FORMAT)
+    return message.headers, message.body
+
+
+def encode_structured(event: BaseCloudEvent) -> tuple[dict[str, str], bytes]:
+    """Encode an event in structured content mode (`application/cloudevents+json`).
+
+    :return: the headers and the body.
+    """
+    message = ce_http.to_structured(event, _FORMAT)
+    return message.headers, message.body

@@ -1,0 +1,97 @@
+"""The one module of `knlocal` that imports the CloudEvents SDK (2.x, `cloudevents.core`)."""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from knlocal.errors import LocalRuntimeError
+
+__all__ = [
+    "BaseCloudEvent", "InvalidEvent", "decode_http", "decode_kafka", "encode_binary",
+    "encode_kafka", "is_cloudevent", "replace_attributes",
+]
+
+_FORMAT = JSONFormat()
+
+
+class InvalidEvent(LocalRuntimeError, ValueError):
+    """A request or record is not a valid CloudEvent."""
+
+
+def is_cloudevent(headers: Mapping[str, str]) -> bool:
+    """Whether headers announce a CloudEvent: binary (`ce-*`) or structured content type."""
+    for key, value in headers.items():
+        lowered = key.lower()
+        if lowered.startswith("ce-"):
+            return True
+        if lowered == "content-type" and value.startswith("application/cloudevents+json"):
+            return True
+    return False
+
+
+def decode_http(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
+    """Decode a binary- or structured-mode HTTP CloudEvent.
+
+    :raises InvalidEvent: saying what is missing or malformed.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if not is_cloudevent(lowered):
+        raise InvalidEvent(
+            "expected a CloudEvent: binary mode (ce-specversion, ce-id, ce-source, ce-type"
+            " headers) or structured mode (Content-Type: application/cloudevents+json)"
+        )
+    try:
+        return ce_http.from_http(ce_http.HTTPMessage(headers=lowered, body=body), _FORMAT)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"structured CloudEvent body is not valid JSON: {exc}") from exc
+    except BaseCloudEventException as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {exc!r}") from exc
+
+
+def encode_binary(event: BaseCloudEvent) -> tuple[dict[str, str], bytes]:
+    """Encode an event in HTTP binary content mode: `ce-*` headers, data as the body."""
+    message = ce_http.to_binary(event, _FORMAT)
+    return message.headers, message.body
+
+
+def encode_kafka(event: BaseCloudEvent) -> tuple[list[tuple[str, bytes]], bytes | None, bytes]:
+    """Encode an event as a Kafka record in binary content mode, as Knative's Kafka broker does.
+
+    :return: the headers (`ce_*`, `content-type`), the key (the `partitionkey` extension, §3.1)
+        and the value.
+    """
+    message = ce_kafka.to_binary(event, _FORMAT)
+    key = message.key.encode() if isinstance(message.key, str) else message.key
+    return list(message.headers.items()), key, message.value
+
+
+def decode_kafka(
+    headers: list[tuple[str, bytes]], key: bytes | None, value: bytes | None
+) -> BaseCloudEvent:
+    """Decode a Kafka record (binary or structured content mode).
+
+    :raises InvalidEvent: the record is not a CloudEvent.
+    """
+    try:
+        message = ce_kafka.KafkaMessage(headers=dict(headers), key=key, value=value or b"")
+        return ce_kafka.from_kafka(message, _FORMAT)
+    except (BaseCloudEventException, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidEvent(f"Kafka record is not a valid CloudEvent: {exc!r}") from exc
+
+
+def replace_attributes(
+    event: BaseCloudEvent, set_: Mapping[str, Any] | None = None, remove: tuple[str, ...] = ()
+) -> BaseCloudEvent:
+    """Return a copy of `event` with attributes set or removed; `data` is untouched (§2.1)."""
+    attributes = {k: v for k, v in event.get_attributes().items() if k not in remove}
+    attributes.update(set_ or {})
+    return CloudEvent(attributes, event.get_data())

@@ -1,0 +1,270 @@
+"""Read the Knative manifests (knative/, brokers/<broker>/, triggers/) into frozen dataclasses.
+
+Config flows one way: YAML → these values → the runtime's constructors. Only the kinds the
+runtime runs are read; every other object (e.g. an InMemoryChannel template) is kept as a
+ConfigMap or ignored. A reference to something that does not exist is an error at load time.
+"""
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from knlocal.errors import ManifestError
+from knlocal.settings import Settings
+
+BROKER_CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
+#: A Broker without a class annotation is of Knative's default class (§3.2).
+DEFAULT_BROKER_CLASS = "MTChannelBasedBroker"
+#: The name of the local profile's ConfigMap whose keys override config-autoscaler.
+LOCAL_AUTOSCALER_PROFILE = "config-autoscaler-local-profile"
+
+
+@dataclass(frozen=True)
+class KnativeService:
+    """A Knative Service (`serving.knative.dev/v1`), as the runtime needs it."""
+
+    name: str
+    namespace: str
+    #: The revision template's annotations (autoscaling settings live here, §1.3).
+    annotations: Mapping[str, str]
+    container_concurrency: int
+    timeout_seconds: int
+    env: Mapping[str, str]
+    image: str
+
+    @property
+    def revision(self) -> str:
+        """The revision name Knative gives the first revision: `<name>-00001`."""
+        return f"{self.name}-00001"
+
+    @property
+    def cluster_host(self) -> str:
+        """The Service's cluster-local host name."""
+        return f"{self.name}.{self.namespace}.svc.cluster.local"
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A Broker (`eventing.knative.dev/v1`)."""
+
+    name: str
+    namespace: str
+    broker_class: str
+    config: Mapping[str, Any] | None
+    delivery: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A Trigger; `spec` is kept whole for the filter and delivery parsers."""
+
+    name: str
+    namespace: str
+    broker: str
+    spec: Mapping[str, Any]
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class SinkBinding:
+    """A SinkBinding whose subject is a Knative Service and whose sink is a Broker."""
+
+    name: str
+    namespace: str
+    subject: str
+    sink: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One public-API route: requests matching method and path go to a Knative Service."""
+
+    method: str | None
+    path_exact: str | None
+    path_prefix: str | None
+    service: str
+
+    def matches_path(self, path: str) -> bool:
+        """Whether `path` matches this route's URI rule."""
+        if self.path_exact is not None:
+            return path == self.path_exact
+        return self.path_prefix is not None and path.startswith(self.path_prefix)
+
+
+@dataclass(frozen=True)
+class System:
+    """Everything the manifests declare, cross-checked."""
+
+    services: Mapping[str, KnativeService]
+    brokers: Mapping[tuple[str, str], Broker]
+    triggers: tuple[Trigger, ...]
+    sink_bindings: tuple[SinkBinding, ...]
+    routes: tuple[Route, ...]
+    config_maps: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
+
+    def config_map(self, namespace: str, name: str) -> Mapping[str, str]:
+        """Return a ConfigMap's data, or an empty mapping when it is not declared."""
+        return self.config_maps.get((namespace, name), {})
+
+
+def load(settings: Settings) -> System:
+    """Load the manifests that `settings` select: knative/, brokers/<broker>/, triggers/.
+
+    With the `local` profile, knative/local/ ConfigMaps override keys of knative/'s.
+
+    :raises ManifestError: naming the file and what is wrong in it.
+    """
+    root = settings.manifests
+    broker_dir = root / "brokers" / settings.broker
+    if not broker_dir.is_dir():
+        raise ManifestError(f"no broker manifests for BROKER={settings.broker}: {broker_dir}")
+    files = [
+        *sorted((root / "knative").glob("*.yaml")),
+        *sorted((root / "knative" / "services").glob("*.yaml")),
+        *sorted(broker_dir.glob("*.yaml")),
+        *sorted((root / "triggers").glob("*.yaml")),
+    ]
+    if settings.profile == "local":
+        files += sorted((root / "knative" / "local").glob("*.yaml"))
+    return build(_documents(files))
+
+
+def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
+    """Turn parsed manifest documents into a :class:`System` and check its references."""
+    services: dict[str, KnativeService] = {}
+    brokers: dict[tuple[str, str], Broker] = {}
+    triggers: list[Trigger] = []
+    bindings: list[SinkBinding] = []
+    routes: list[Route] = []
+    config_maps: dict[tuple[str, str], dict[str, str]] = {}
+    local_profile: dict[str, str] = {}
+    for path, doc in documents:
+        kind = f"{doc.get('apiVersion', '')}/{doc.get('kind', '')}"
+        meta = doc.get("metadata") or {}
+        name = _require(meta, "name", path)
+        namespace = meta.get("namespace", "default")
+        spec = doc.get("spec") or {}
+        if kind == "serving.knative.dev/v1/Service":
+            services[name] = _service(path, name, namespace, spec)
+        elif kind == "eventing.knative.dev/v1/Broker":
+            annotations = meta.get("annotations") or {}
+            brokers[(namespace, name)] = Broker(
+                name=name,
+                namespace=namespace,
+                broker_class=annotations.get(BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS),
+                config=spec.get("config"),
+                delivery=spec.get("delivery"),
+            )
+        elif kind == "eventing.knative.dev/v1/Trigger":
+            triggers.append(
+                Trigger(
+                    name=name,
+                    namespace=namespace,
+                    broker=_require(spec, "broker", path),
+                    spec=spec,
+                    annotations=meta.get("annotations") or {},
+                )
+            )
+        elif kind == "sources.knative.dev/v1/SinkBinding":
+            subject = _require(spec, "subject", path)
+            bindings.append(
+                SinkBinding(name, namespace, _require(subject, "name", path), spec["sink"])
+            )
+        elif kind == "networking.istio.io/v1/VirtualService":
+            routes.extend(_routes(path, spec))
+        elif kind == "v1/ConfigMap":
+            data = {str(k): str(v) for k, v in (doc.get("data") or {}).items()}
+            if name == LOCAL_AUTOSCALER_PROFILE:
+                local_profile = data
+            else:
+                config_maps[(namespace, name)] = data
+    if local_profile:
+        key = ("knative-serving", "config-autoscaler")
+        config_maps[key] = {**config_maps.get(key, {}), **local_profile}
+    system = System(services, brokers, tuple(triggers), tuple(bindings), tuple(routes), config_maps)
+    _check_references(system)
+    return system
+
+
+def _documents(files: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    documents = []
+    for path in files:
+        try:
+            for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+                if doc is None:
+                    continue
+                if not isinstance(doc, dict):
+                    raise ManifestError(f"{path}: expected a mapping per document; found {doc!r}")
+                documents.append((path, doc))
+        except yaml.YAMLError as exc:
+            raise ManifestError(f"{path}: not valid YAML: {exc}") from exc
+    return documents
+
+
+def _service(path: Path, name: str, namespace: str, spec: Mapping[str, Any]) -> KnativeService:
+    template = _require(spec, "template", path)
+    template_spec = _require(template, "spec", path)
+    containers = _require(template_spec, "containers", path)
+    if len(containers) != 1:
+        raise ManifestError(f"{path}: expected one container; found {len(containers)}")
+    container = containers[0]
+    env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []}
+    return KnativeService(
+        name=name,
+        namespace=namespace,
+        annotations=dict((template.get("metadata") or {}).get("annotations") or {}),
+        container_concurrency=int(template_spec.get("containerConcurrency", 0)),
+        timeout_seconds=int(template_spec.get("timeoutSeconds", 300)),
+        env=env,
+        image=_require(container, "image", path),
+    )
+
+
+def _routes(path: Path, spec: Mapping[str, Any]) -> Iterator[Route]:
+    for rule in spec.get("http") or []:
+        authority = (rule.get("rewrite") or {}).get("authority", "")
+        service = authority.split(".")[0]
+        if not service:
+            raise ManifestError(
+                f"{path}: expected each http rule to rewrite the authority to a Knative Service's"
+                f" host (<name>.<namespace>.svc.cluster.local); found {authority!r}"
+            )
+        for match in rule.get("match") or [{}]:
+            uri = match.get("uri") or {}
+            yield Route(
+                method=(match.get("method") or {}).get("exact"),
+                path_exact=uri.get("exact"),
+                path_prefix=uri.get("prefix"),
+                service=service,
+            )
+
+
+def _check_references(system: System) -> None:
+    def service_ref(where: str, dest: Mapping[str, Any] | None) -> None:
+        ref = (dest or {}).get("ref")
+        if ref and ref.get("kind") == "Service" and ref.get("name") not in system.services:
+            raise ManifestError(f"{where} refers to Knative Service {ref.get('name')!r}: not found")
+
+    for trigger in system.triggers:
+        where = f"Trigger {trigger.namespace}/{trigger.name}"
+        if (trigger.namespace, trigger.broker) not in system.brokers:
+            raise ManifestError(f"{where} refers to Broker {trigger.broker!r}: not found")
+        service_ref(where, trigger.spec.get("subscriber"))
+        service_ref(where + " dead-letter sink", (trigger.spec.get("delivery") or {}).get(
+            "deadLetterSink"))
+    for binding in system.sink_bindings:
+        if binding.subject not in system.services:
+            raise ManifestError(f"SinkBinding {binding.name} subject {binding.subject!r}: not found")
+    for route in system.routes:
+        if route.service not in system.services:
+            raise ManifestError(f"ingress route to {route.service!r}: no such Knative Service")
+
+
+def _require(mapping: Mapping[str, Any], key: str, path: Path) -> Any:
+    value = mapping.get(key) if isinstance(mapping, Mapping) else None
+    if value is None:
+        raise ManifestError(f"{path}: missing required field {key!r}")
+    return value

@@ -1,0 +1,107 @@
+"""Every setting of the local runtime, read from the environment in one place.
+
+Precedence: command-line flags (see `knlocal run --help`) over environment variables over the
+defaults below. Each variable is listed in the README.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from knlocal.errors import ConfigError
+
+#: Valid values of the switches, in the order the README lists them.
+BROKERS = ("inmemory", "kafka")
+STORES = ("sqlite", "dynamodb")
+PROFILES = ("local", "knative")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The local runtime's configuration."""
+
+    #: Broker backend: selects `brokers/<broker>/` (env BROKER).
+    broker: str = "inmemory"
+    #: Store backend of the functions (env STORE).
+    store: str = "sqlite"
+    #: `local` applies knative/local/ over knative/ (short windows); `knative` uses Knative's.
+    profile: str = "local"
+    #: The folder holding knative/, brokers/ and triggers/ (env MANIFESTS).
+    manifests: Path = Path(".")
+    #: Address everything binds to (env HOST); loopback unless the user asks otherwise.
+    host: str = "127.0.0.1"
+    #: The public API's ingress (env INGRESS_PORT).
+    ingress_port: int = 8080
+    #: The broker ingress, `POST /<namespace>/<broker>` (env BROKER_PORT).
+    broker_port: int = 8081
+    #: Runtime metrics and status, `/metrics` and `/status` (env ADMIN_PORT).
+    admin_port: int = 8082
+    #: SQLite files, function logs (env DATA_DIR).
+    data_dir: Path = Path(".data")
+    #: Kafka for BROKER=kafka (env KAFKA_BOOTSTRAP_SERVERS); overrides the ConfigMap's address,
+    #: which names the cluster's Kafka.
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    #: DynamoDB for STORE=dynamodb (env DYNAMODB_ENDPOINT).
+    dynamodb_endpoint: str = "http://127.0.0.1:8000"
+    #: The WSGI app every Knative Service's container runs (the image's gunicorn target).
+    wsgi_app: str = "functions.wsgi:create_app()"
+    #: Function log level (env LOG_LEVEL).
+    log_level: str = "warning"
+
+    _ENV = {
+        "broker": "BROKER",
+        "store": "STORE",
+        "profile": "PROFILE",
+        "manifests": "MANIFESTS",
+        "host": "HOST",
+        "ingress_port": "INGRESS_PORT",
+        "broker_port": "BROKER_PORT",
+        "admin_port": "ADMIN_PORT",
+        "data_dir": "DATA_DIR",
+        "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+        "dynamodb_endpoint": "DYNAMODB_ENDPOINT",
+        "wsgi_app": "KNLOCAL_WSGI_APP",
+        "log_level": "LOG_LEVEL",
+    }
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> "Settings":
+        """Read the settings from `env` (default: the process environment), then `overrides`.
+
+        :param overrides: values from command-line flags; None means "not given".
+        :raises ConfigError: a value is not one of the valid choices or not a number.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            if field.name.startswith("_"):
+                continue
+            raw = overrides.get(field.name)
+            if raw is None:
+                raw = env.get(cls._ENV[field.name]) or None
+            if raw is None:
+                continue
+            values[field.name] = _convert(field.name, cls._ENV[field.name], raw, field.type)
+        settings = replace(cls(), **values)
+        for name, choices in (("broker", BROKERS), ("store", STORES), ("profile", PROFILES)):
+            value = getattr(settings, name)
+            if value not in choices:
+                raise ConfigError(
+                    f"{cls._ENV[name]}={value!r} is not valid; expected one of {', '.join(choices)}"
+                )
+        return settings
+
+
+def _convert(name: str, variable: str, raw: Any, kind: Any) -> Any:
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{variable} must be a whole number; found {raw!r}") from None
+    if kind in (Path, "Path"):
+        return Path(raw)
+    return str(raw)

@@ -73,10 +73,15 @@ def _add_event_route(app: Flask, function: EventFunction) -> None:
     @app.post("/")
     def receive() -> Response:
         started = time.perf_counter()
-        event = decode_http(request.headers, _body(request))
+        event = decode_http(dict(request.headers), _body(request))
         reply = function.handler(event)
-        _log_event(function.name, event.get_type(), event.get_extension(OPERATION_ID_EXTENSION),
-                   started, reply.get_type() if reply is not None else None)
+        _log_event(
+            function.name,
+            event.get_type(),
+            event.get_extension(OPERATION_ID_EXTENSION),
+            started,
+            reply.get_type() if reply is not None else None,
+        )
         if reply is None:
             return Response(status=202)
         headers, body = encode_binary(reply)

@@ -2,13 +2,13 @@
 
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from functions.ce import BaseCloudEvent
 from jsonschema import Draft202012Validator, FormatChecker
 
+from functions.ce import BaseCloudEvent
 from functions.errors import InvalidEvent
 
 USER_CREATION_REQUESTED: Final = "dev.knuser.user.creation.requested.v1"
@@ -49,7 +49,9 @@ class Catalog:
         """
         event_type = event.get_type()
         if event_type not in accept:
-            raise InvalidEvent(f"expected an event of type {' or '.join(accept)}; found {event_type!r}")
+            raise InvalidEvent(
+                f"expected an event of type {' or '.join(accept)}; found {event_type!r}"
+            )
         data = event.get_data()
         if not isinstance(data, dict):
             raise InvalidEvent(
@@ -66,7 +68,7 @@ class Catalog:
 @cache
 def load_catalog() -> Catalog:
     """Load `catalog.yaml` shipped with the package (once per process)."""
-    text = resources.files("functions").joinpath("catalog.yaml").read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "catalog.yaml").read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
     definitions = raw.get("definitions", {})
     types = {}

@@ -16,7 +16,14 @@ from cloudevents.core.v1.event import CloudEvent
 
 from functions.errors import InvalidEvent
 
-__all__ = ["BaseCloudEvent", "CloudEvent", "decode_http", "encode_binary", "encode_structured", "new_event"]
+__all__ = [
+    "BaseCloudEvent",
+    "CloudEvent",
+    "decode_http",
+    "encode_binary",
+    "encode_structured",
+    "new_event",
+]
 
 _FORMAT = JSONFormat()
 #: Namespace of the deterministic event ids: the same input event always yields the same reply id,

@@ -19,7 +19,7 @@ class FunctionError(Exception):
 
 
 class InvalidEvent(FunctionError):
-    """The request is not a valid CloudEvent, or its `data` does not match the event type's schema."""
+    """The request is not a valid CloudEvent, or its `data` does not match its type's schema."""
 
     status = 400
 

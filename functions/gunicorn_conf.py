@@ -17,3 +17,5 @@ timeout = 0
 keepalive = 75
 graceful_timeout = 10
 accesslog = None
+# gunicorn ≥ 23's control socket is one fixed path per user: instances would fight over it.
+control_socket_disable = True

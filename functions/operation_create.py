@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -105,6 +105,6 @@ def public_operation(record: Record) -> dict[str, Any]:
 @cache
 def _create_user_schema() -> Draft202012Validator:
     spec: Mapping[str, Any] = yaml.safe_load(
-        resources.files("functions").joinpath("openapi.yaml").read_text(encoding="utf-8")
+        (Path(__file__).parent / "openapi.yaml").read_text(encoding="utf-8")
     )
     return Draft202012Validator(spec["components"]["schemas"]["CreateUserRequest"])

@@ -21,8 +21,14 @@ class HttpSink:
             # Retry only where the event cannot have been accepted: refused connections, and the
             # broker's own "try again" (503: produce failure, knative-semantics.md §2.2).
             retries=urllib3.Retry(
-                total=3, connect=3, read=0, status=3, backoff_factor=0.05,
-                status_forcelist=(503,), allowed_methods=None, raise_on_status=False,
+                total=3,
+                connect=3,
+                read=0,
+                status=3,
+                backoff_factor=0.05,
+                status_forcelist=(503,),
+                allowed_methods=None,
+                raise_on_status=False,
             ),
         )
 

@@ -14,7 +14,7 @@ BLOCKED_NAMES: Final = frozenset(
     {"admin", "administrator", "root", "system", "support", "null", "none", "undefined"}
 )
 #: Characters allowed besides letters: name separators used across languages.
-_SEPARATORS: Final = frozenset(" -'.’")
+_SEPARATORS: Final = frozenset(" -'.\u2019")  # \u2019: the typographic apostrophe
 
 
 def decide(name: str) -> str | None:

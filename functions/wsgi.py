@@ -45,6 +45,19 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
+def warm_up() -> None:
+    """Load what every function needs, so processes forked from a warm template start fast."""
+    import sqlite3  # noqa: F401
+
+    import urllib3  # noqa: F401
+
+    from functions.catalog import load_catalog
+    from functions.operation_create import _create_user_schema
+
+    load_catalog()
+    _create_user_schema()
+
+
 def create_app() -> Flask:
     """Build the app of the function named by the environment."""
     configure_logging()

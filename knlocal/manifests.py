@@ -13,11 +13,10 @@ from typing import Any
 import yaml
 
 from knlocal.errors import ManifestError
+from knlocal.eventing.classes import BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS
+from knlocal.eventing.filters import validate_trigger_filters
 from knlocal.settings import Settings
 
-BROKER_CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
-#: A Broker without a class annotation is of Knative's default class (§3.2).
-DEFAULT_BROKER_CLASS = "MTChannelBasedBroker"
 #: The name of the local profile's ConfigMap whose keys override config-autoscaler.
 LOCAL_AUTOSCALER_PROFILE = "config-autoscaler-local-profile"
 
@@ -159,6 +158,10 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
                 delivery=spec.get("delivery"),
             )
         elif kind == "eventing.knative.dev/v1/Trigger":
+            try:
+                validate_trigger_filters(spec)
+            except ManifestError as exc:
+                raise ManifestError(f"{path}: Trigger {name}: {exc}") from None
             triggers.append(
                 Trigger(
                     name=name,
@@ -253,11 +256,14 @@ def _check_references(system: System) -> None:
         if (trigger.namespace, trigger.broker) not in system.brokers:
             raise ManifestError(f"{where} refers to Broker {trigger.broker!r}: not found")
         service_ref(where, trigger.spec.get("subscriber"))
-        service_ref(where + " dead-letter sink", (trigger.spec.get("delivery") or {}).get(
-            "deadLetterSink"))
+        service_ref(
+            where + " dead-letter sink", (trigger.spec.get("delivery") or {}).get("deadLetterSink")
+        )
     for binding in system.sink_bindings:
         if binding.subject not in system.services:
-            raise ManifestError(f"SinkBinding {binding.name} subject {binding.subject!r}: not found")
+            raise ManifestError(
+                f"SinkBinding {binding.name} subject {binding.subject!r}: not found"
+            )
     for route in system.routes:
         if route.service not in system.services:
             raise ManifestError(f"ingress route to {route.service!r}: no such Knative Service")

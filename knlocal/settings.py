@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from knlocal.errors import ConfigError
 
@@ -50,7 +50,7 @@ class Settings:
     #: Function log level (env LOG_LEVEL).
     log_level: str = "warning"
 
-    _ENV = {
+    _ENV: ClassVar[dict[str, str]] = {
         "broker": "BROKER",
         "store": "STORE",
         "profile": "PROFILE",
@@ -67,9 +67,7 @@ class Settings:
     }
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: Any
-    ) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Read the settings from `env` (default: the process environment), then `overrides`.
 
         :param overrides: values from command-line flags; None means "not given".

@@ -15,7 +15,8 @@ def open_table(settings: Settings, service: str) -> Table:
     if settings.store == "dynamodb":
         from functions.stores.dynamodb import DynamoTable
 
-        return DynamoTable.open(settings, service)
+        table: Table = DynamoTable.open(settings, service)
+        return table
     from functions.stores.sqlite import SqliteTable
 
     return SqliteTable(settings.data_dir / f"{service}.sqlite3")

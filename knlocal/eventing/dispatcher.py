@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from knlocal.eventing.backends.base import Received, Subscription
@@ -140,9 +141,9 @@ class TriggerDispatcher:
             task.add_done_callback(self._tasks.discard)
             if self.ordered:
                 self._last_by_key[received.ordering_key] = task
-                task.add_done_callback(lambda t, k=received.ordering_key: self._forget(k, t))
+                task.add_done_callback(partial(self._forget, received.ordering_key))
 
-    def _forget(self, key: Hashable, task: asyncio.Task[None]) -> None:
+    def _forget(self, key: Hashable, task: "asyncio.Task[None]") -> None:
         if self._last_by_key.get(key) is task:
             del self._last_by_key[key]
 
@@ -169,7 +170,7 @@ class TriggerDispatcher:
             slots.release()
 
     async def handle(self, event: BaseCloudEvent) -> None:
-        """Filter one event and deliver it; return when it was delivered, dead-lettered or dropped."""
+        """Filter and deliver one event; return once delivered, dead-lettered or dropped."""
         if self.filter.evaluate(event.get_attributes()) is FilterResult.FAIL:
             self.stats.filtered_out += 1
             return
@@ -206,8 +207,14 @@ class TriggerDispatcher:
                 return None
             if not retry:
                 return failure
-            log.info("%s: delivery %d/%d of %s failed: %s", self.name, attempt, attempts,
-                     event.get_id(), failure.status or failure.error)
+            log.info(
+                "%s: delivery %d/%d of %s failed: %s",
+                self.name,
+                attempt,
+                attempts,
+                event.get_id(),
+                failure.status or failure.error,
+            )
         return failure
 
     async def _outcome(self, reply: Reply, ttl: object) -> tuple[Reply | None, bool]:
@@ -215,7 +222,7 @@ class TriggerDispatcher:
         if reply.status is None or not is_success(reply.status):
             return reply, is_retryable(reply.status)
         # §2.1: a 202 is never a reply; an empty body means no reply.
-        if reply.status == 202 or not reply.body and not is_cloudevent(reply.headers):
+        if reply.status == 202 or (not reply.body and not is_cloudevent(reply.headers)):
             return None, False
         kafka = self.broker_class == KAFKA_BROKER
         try:
@@ -228,7 +235,7 @@ class TriggerDispatcher:
             reply_event = replace_attributes(reply_event, {TTL_EXTENSION: ttl})
         try:
             await self.publish_reply(reply_event)
-        except Exception as exc:  # noqa: BLE001 - any failure to store fails the delivery (§2.1)
+        except Exception as exc:
             return Reply(None, {}, b"", error=f"storing the reply failed: {exc}"), True
         return None, False
 
@@ -240,8 +247,12 @@ class TriggerDispatcher:
     async def _dead_letter(self, event: BaseCloudEvent, failure: Reply) -> None:
         if self.dead_letter is None:
             self.stats.dropped += 1
-            log.warning("%s: dropped %s after %s (no dead-letter sink)", self.name,
-                        event.get_id(), failure.status or failure.error)
+            log.warning(
+                "%s: dropped %s after %s (no dead-letter sink)",
+                self.name,
+                event.get_id(),
+                failure.status or failure.error,
+            )
             return
         extensions = dead_letter_extensions(
             destination=self.subscriber.url,
@@ -259,11 +270,20 @@ class TriggerDispatcher:
             reply = await self.dead_letter.send(headers, body, self._timeout())
             if reply.status is not None and is_success(reply.status):
                 self.stats.dead_lettered += 1
-                log.warning("%s: dead-lettered %s to %s after %s", self.name, event.get_id(),
-                            self.dead_letter.url, failure.status or failure.error)
+                log.warning(
+                    "%s: dead-lettered %s to %s after %s",
+                    self.name,
+                    event.get_id(),
+                    self.dead_letter.url,
+                    failure.status or failure.error,
+                )
                 return
             if not is_retryable(reply.status):
                 break
         self.stats.dropped += 1
-        log.error("%s: dead-letter sink %s refused %s; event dropped", self.name,
-                  self.dead_letter.url, event.get_id())
+        log.error(
+            "%s: dead-letter sink %s refused %s; event dropped",
+            self.name,
+            self.dead_letter.url,
+            event.get_id(),
+        )

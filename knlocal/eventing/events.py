@@ -14,8 +14,14 @@ from cloudevents.core.v1.event import CloudEvent
 from knlocal.errors import LocalRuntimeError
 
 __all__ = [
-    "BaseCloudEvent", "InvalidEvent", "decode_http", "decode_kafka", "encode_binary",
-    "encode_kafka", "is_cloudevent", "replace_attributes",
+    "BaseCloudEvent",
+    "InvalidEvent",
+    "decode_http",
+    "decode_kafka",
+    "encode_binary",
+    "encode_kafka",
+    "is_cloudevent",
+    "replace_attributes",
 ]
 
 _FORMAT = JSONFormat()

@@ -7,6 +7,7 @@ being refused.
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -22,9 +23,27 @@ import aiohttp
 
 from knlocal.errors import LocalRuntimeError
 
+#: The gunicorn settings every instance runs with: those of the function image.
+GUNICORN_CONFIG = "python:functions.gunicorn_conf"
+
 
 class InstanceStartError(LocalRuntimeError):
     """An instance exited or did not become ready in time."""
+
+
+class Process(Protocol):
+    """What the runtime needs of an instance's process (a Popen, or a forked pid)."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None:
+        """None while running, else the exit code."""
+        ...
+
+    def wait(self) -> int:
+        """Block until the process exits."""
+        ...
 
 
 @dataclass(eq=False)
@@ -38,7 +57,7 @@ class Instance:
     name: str
     host: str
     port: int
-    process: subprocess.Popen[bytes]
+    process: Process
     started_at: float
     ready_at: float = 0.0
     active: int = 0
@@ -71,6 +90,7 @@ class Instance:
         if self.process.poll() is None:
             _signal_group(self.process, signal.SIGKILL)
             await asyncio.to_thread(self.process.wait)
+        self.process.poll()
 
 
 class Launcher(Protocol):
@@ -81,6 +101,10 @@ class Launcher(Protocol):
 
         :raises InstanceStartError: the process exited or was not ready within `ready_timeout`.
         """
+        ...
+
+    def close(self) -> None:
+        """Release what the launcher holds (instances are stopped before)."""
         ...
 
 
@@ -111,9 +135,13 @@ class GunicornLauncher:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         command = [
-            sys.executable, "-m", "gunicorn",
-            "-c", "python:functions.gunicorn_conf",
-            "--bind", f"fd://{listener.fileno()}",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            GUNICORN_CONFIG,
+            "--bind",
+            f"fd://{listener.fileno()}",
             self.wsgi_app,
         ]
         started = time.monotonic()
@@ -133,38 +161,49 @@ class GunicornLauncher:
         listener.close()
         instance = Instance(name, self.host, port, process, started, log_path=log_path)
         try:
-            await self._wait_ready(instance, ready_timeout)
+            await wait_ready(self.session, instance, ready_timeout)
         except BaseException:
             await instance.stop(grace=1.0)
             raise
         instance.ready_at = time.monotonic()
         return instance
 
-    async def _wait_ready(self, instance: Instance, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not instance.alive():
-                raise InstanceStartError(
-                    f"{instance.name} exited with code {instance.process.returncode} while"
-                    f" starting; see {instance.log_path}"
-                )
-            try:
-                async with self.session.get(
-                    f"{instance.url}/health/readiness",
-                    timeout=aiohttp.ClientTimeout(total=max(0.1, deadline - time.monotonic())),
-                ) as response:
-                    if response.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            await asyncio.sleep(0.005)
-        raise InstanceStartError(
-            f"{instance.name} was not ready after {timeout:.0f} s; see {instance.log_path}"
-        )
+    def close(self) -> None:
+        """Nothing to release: each instance is its own process."""
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+async def wait_ready(session: aiohttp.ClientSession, instance: Instance, timeout: float) -> None:
+    """Probe `/health/readiness` until it answers 200.
+
+    The socket is listening before the process starts, so one probe waits in the backlog until
+    the server accepts it; a dead process turns it into a refusal at once.
+
+    :raises InstanceStartError: the process exited, or `timeout` passed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not instance.alive():
+            raise InstanceStartError(
+                f"{instance.name} exited with code {instance.process.returncode} while"
+                f" starting; see {instance.log_path}"
+            )
+        try:
+            async with session.get(
+                f"{instance.url}/health/readiness",
+                timeout=aiohttp.ClientTimeout(
+                    total=min(1.0, max(0.05, deadline - time.monotonic()))
+                ),
+            ) as response:
+                if response.status == 200:
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(0.002)
+    raise InstanceStartError(
+        f"{instance.name} was not ready after {timeout:.0f} s; see {instance.log_path}"
+    )
+
+
+def _signal_group(process: Process, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -26,6 +26,7 @@ from multidict import CIMultiDict
 
 from knlocal.manifests import KnativeService
 from knlocal.serving.instances import Instance, InstanceStartError, Launcher
+from knlocal.serving.scaling import ScaleDecision
 
 log = logging.getLogger("knlocal.serving")
 
@@ -35,25 +36,28 @@ ACTIVATOR_QUEUE_DEPTH = 10_000
 READY_TIMEOUT_SECONDS = 60.0
 #: Hop-by-hop headers a proxy must not forward (RFC 9110 §7.6.1).
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-     "trailer", "transfer-encoding", "upgrade", "content-length", "host"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+    }
 )
-
-
-@dataclass(frozen=True)
-class ScaleDecision:
-    """What a scaler wants: `desired` instances (after bounds and scale-to-zero gating)."""
-
-    desired: int
-    panic: bool = False
-    excess_burst_capacity: int = 0
-    activator_in_path: bool = True
 
 
 class Scaler(Protocol):
     """One revision's autoscaler: fed 1-second samples, asked for a decision every tick."""
 
-    TICK_INTERVAL: float
+    @property
+    def TICK_INTERVAL(self) -> float:
+        """Seconds between decisions."""
+        ...
 
     def record(self, now: float, concurrency: float, requests: float = 0.0) -> None:
         """Add the sample of the second ending at `now`."""
@@ -61,6 +65,10 @@ class Scaler(Protocol):
 
     def decide(self, now: float, ready: int) -> ScaleDecision:
         """Return the decision at `now` with `ready` ready instances."""
+        ...
+
+    def poke(self, now: float, ready: int, concurrency: float) -> ScaleDecision | None:
+        """Decide out of cycle when a request arrives at zero scale, or return None."""
         ...
 
 
@@ -118,6 +126,7 @@ class Revision:
         self._capacity = asyncio.Condition()
         self._area = 0.0
         self._area_since = time.monotonic()
+        self._bucket_start = self._area_since
         self._requests_in_bucket = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -238,11 +247,13 @@ class Revision:
 
     def _poke(self) -> None:
         # knative-semantics.md §1.5 "Poke": a request at zero scale runs the scaler at once
-        # instead of waiting for the next tick.
+        # instead of waiting for the next tick. Before the scaler's first decision (no data yet)
+        # Knative would wait up to one tick; deciding now is the same decision, 2 s earlier.
         now = time.monotonic()
-        self._track(0)
-        self.scaler.record(now, max(1.0, float(self._in_flight)), self._requests_in_bucket)
-        self._apply(self.scaler.decide(now, self.ready))
+        concurrency = float(max(1, self._in_flight))
+        self.scaler.record(now, concurrency, self._requests_in_bucket)
+        decision = self.scaler.poke(now, self.ready, concurrency)
+        self._apply(decision or self.scaler.decide(now, self.ready))
 
     def _apply(self, decision: ScaleDecision) -> None:
         self.stats.desired = decision.desired
@@ -275,7 +286,10 @@ class Revision:
         self.stats.cold_start_seconds.append(instance.cold_start_seconds)
         log.info(
             "%s: instance on port %d ready in %.1f ms (%d ready)",
-            self.service.name, instance.port, instance.cold_start_seconds * 1000, self.ready,
+            self.service.name,
+            instance.port,
+            instance.cold_start_seconds * 1000,
+            self.ready,
         )
         async with self._capacity:
             self._capacity.notify_all()
@@ -287,8 +301,12 @@ class Revision:
         await instance.stop()
         if instance in self.instances:
             self.instances.remove(instance)
-        log.info("%s: instance on port %d stopped (%d ready)",
-                 self.service.name, instance.port, self.ready)
+        log.info(
+            "%s: instance on port %d stopped (%d ready)",
+            self.service.name,
+            instance.port,
+            self.ready,
+        )
 
     async def _loop(self) -> None:
         """Sample every second, decide every tick, and replace instances that died."""
@@ -299,8 +317,12 @@ class Revision:
             now = time.monotonic()
             self._sample(now)
             for dead in [i for i in self.instances if not i.alive() and not i.draining]:
-                log.warning("%s: instance on port %d exited with code %s",
-                            self.service.name, dead.port, dead.process.returncode)
+                log.warning(
+                    "%s: instance on port %d exited with code %s",
+                    self.service.name,
+                    dead.port,
+                    dead.process.returncode,
+                )
                 self.instances.remove(dead)
             if now >= next_decision:
                 next_decision = now + tick
@@ -313,7 +335,6 @@ class Revision:
 
     def start(self) -> None:
         """Start the autoscaling loop (and the initial instances, if the scaler wants any)."""
-        self._bucket_start = time.monotonic()
         self._spawn(self._loop())
         self._apply(self.scaler.decide(time.monotonic(), 0))
 

@@ -1,0 +1,62 @@
+# The two commands a user needs: `make run` and `make test`. Everything else is listed by `make help`.
+#
+# Switches (environment or `make VAR=value`): BROKER=inmemory|kafka, STORE=sqlite|dynamodb,
+# PROFILE=local|knative. See the README for every setting.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+export BROKER ?= inmemory
+export STORE ?= sqlite
+
+.PHONY: help install run status test test-unit lint format kafka kafka-stop dynamodb dynamodb-stop clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@echo "installing into $(VENV) (first time only)…"
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+run: $(STAMP) ## run the whole system locally (BROKER=…, STORE=…); Ctrl-C stops it
+	@if [ "$(BROKER)" = kafka ]; then bash tools/kafka.sh status >/dev/null || { echo "BROKER=kafka needs Kafka: run 'make kafka' first"; exit 1; }; fi
+	@if [ "$(STORE)" = dynamodb ]; then bash tools/dynamodb.sh status >/dev/null || { echo "STORE=dynamodb needs DynamoDB Local: run 'make dynamodb' first"; exit 1; }; fi
+	exec $(BIN)/knlocal run
+
+status: $(STAMP) ## live table of services and triggers of a running `make run`
+	$(BIN)/knlocal status --watch
+
+test: $(STAMP) ## run every test (servers they need must be running: see .ci/run)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+kafka: ## start a single-node Kafka (KRaft) on 127.0.0.1:9092, fetched from Maven Central
+	bash tools/kafka.sh start
+
+kafka-stop: ## stop it
+	bash tools/kafka.sh stop
+
+dynamodb: ## start DynamoDB Local on 127.0.0.1:8000, fetched from Maven Central
+	bash tools/dynamodb.sh start
+
+dynamodb-stop: ## stop it
+	bash tools/dynamodb.sh stop
+
+clean: ## remove local data and logs (not the downloaded servers)
+	rm -rf .data .run/*.log

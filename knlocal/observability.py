@@ -1,0 +1,123 @@
+"""The runtime's admin endpoint: `/status` (JSON, what `knlocal status` shows) and `/metrics`."""
+
+import json
+import statistics
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from knlocal.runtime import Runtime
+
+
+def status(runtime: "Runtime") -> dict[str, Any]:
+    """A snapshot of every service and trigger."""
+    services = {}
+    for name, revision in runtime.revisions.items():
+        cold = revision.stats.cold_start_seconds
+        services[name] = {
+            "revision": revision.service.revision,
+            "ready": revision.ready,
+            "starting": revision.starting,
+            "desired": revision.stats.desired,
+            "in_flight": revision.in_flight,
+            "requests_per_second": round(revision.stats.requests_last_second, 1),
+            "requests": revision.stats.requests,
+            "cold_starts": revision.stats.cold_starts,
+            "cold_start_ms_p50": round(statistics.median(cold) * 1000, 1) if cold else None,
+            "cold_start_ms_last": round(cold[-1] * 1000, 1) if cold else None,
+            "panic": revision.stats.panic,
+            "responses_503": revision.stats.responses_503,
+            "responses_504": revision.stats.responses_504,
+        }
+    triggers = {}
+    for dispatcher in runtime.dispatchers:
+        s = dispatcher.stats
+        triggers[dispatcher.name] = {
+            "received": s.received,
+            "filtered_out": s.filtered_out,
+            "delivered": s.delivered,
+            "retried": s.retried,
+            "dead_lettered": s.dead_lettered,
+            "dropped": s.dropped,
+            "in_flight": s.in_flight,
+        }
+    return {
+        "brokers": runtime.broker_urls,
+        "broker_backend": runtime.settings.broker,
+        "store": runtime.settings.store,
+        "services": services,
+        "triggers": triggers,
+    }
+
+
+class _Collector:
+    def __init__(self, runtime: "Runtime") -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Any:
+        snap = status(self.runtime)
+        gauges = {
+            "ready": "Ready instances",
+            "desired": "Instances the autoscaler wants",
+            "in_flight": "Requests in the revision (held or served)",
+        }
+        for key, help_text in gauges.items():
+            family = GaugeMetricFamily(f"knlocal_service_{key}", help_text, labels=["service"])
+            for name, svc in snap["services"].items():
+                family.add_metric([name], svc[key])
+            yield family
+        panic = GaugeMetricFamily("knlocal_service_panic", "1 in panic mode", labels=["service"])
+        for name, svc in snap["services"].items():
+            panic.add_metric([name], 1 if svc["panic"] else 0)
+        yield panic
+        for key in ("requests", "cold_starts", "responses_503", "responses_504"):
+            counter = CounterMetricFamily(
+                f"knlocal_service_{key}", key.replace("_", " "), labels=["service"]
+            )
+            for name, svc in snap["services"].items():
+                counter.add_metric([name], svc[key])
+            yield counter
+        cold = GaugeMetricFamily(
+            "knlocal_service_cold_start_seconds_last",
+            "Duration of the last cold start",
+            labels=["service"],
+        )
+        for name, revision in self.runtime.revisions.items():
+            if revision.stats.cold_start_seconds:
+                cold.add_metric([name], revision.stats.cold_start_seconds[-1])
+        yield cold
+        for key in ("received", "delivered", "retried", "dead_lettered", "dropped"):
+            counter = CounterMetricFamily(
+                f"knlocal_trigger_{key}", f"Events {key}", labels=["trigger"]
+            )
+            for name, trig in snap["triggers"].items():
+                counter.add_metric([name], trig[key])
+            yield counter
+        backlog = GaugeMetricFamily(
+            "knlocal_trigger_in_flight", "Deliveries in progress", labels=["trigger"]
+        )
+        for name, trig in snap["triggers"].items():
+            backlog.add_metric([name], trig["in_flight"])
+        yield backlog
+
+
+def metrics_app(runtime: "Runtime") -> web.Application:
+    """`/status` and `/metrics` for `runtime`."""
+    registry = CollectorRegistry()
+    registry.register(_Collector(runtime))
+
+    async def get_status(_: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(status(runtime)), content_type="application/json")
+
+    async def get_metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/status", get_status)
+    app.router.add_get("/metrics", get_metrics)
+    return app

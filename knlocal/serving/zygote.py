@@ -1,7 +1,8 @@
 """Cold starts in milliseconds: fork instances from a warm template process (a zygote).
 
 A fresh instance would pay for a new interpreter and the imports of Flask, the CloudEvents SDK and
-the functions (about 200 to 500 ms here). The zygote pays that once: it imports the WSGI app's module
+the functions (about 200 to 500 ms here). The zygote pays that once: it imports the WSGI app's
+module
 and gunicorn, then waits. For each instance the runtime binds a loopback socket and sends its
 descriptor with the instance's environment over a Unix socket; the zygote forks, and the child
 becomes a gunicorn master serving the app on that socket. Copy-on-write makes the fork cheap

@@ -13,6 +13,7 @@ export BROKER ?= inmemory
 export STORE ?= sqlite
 
 .PHONY: help install run status test test-unit lint format kafka kafka-stop dynamodb dynamodb-stop clean
+.PHONY: dynamodb-tables
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -57,6 +58,10 @@ dynamodb: ## start DynamoDB Local on 127.0.0.1:8000, fetched from Maven Central
 
 dynamodb-stop: ## stop it
 	bash tools/dynamodb.sh stop
+
+# Default: DynamoDB Local, as `make run`; `make dynamodb-tables DYNAMODB_ENDPOINT=` creates them in AWS.
+dynamodb-tables: $(STAMP) ## create the DynamoDB tables now (they are also created on first use)
+	DYNAMODB_ENDPOINT=$${DYNAMODB_ENDPOINT-http://127.0.0.1:8000} $(BIN)/python -m functions.stores.dynamodb
 
 clean: ## remove local data and logs (not the downloaded servers)
 	rm -rf .data .run/*.log

@@ -29,6 +29,8 @@ _FORMAT = JSONFormat()
 #: Namespace of the deterministic event ids: the same input event always yields the same reply id,
 #: so a duplicate delivery produces a reply a consumer can deduplicate by `source` + `id`.
 _REPLY_ID_NAMESPACE = uuid.UUID("6f1c3a52-6f5e-4d7a-9a36-2f4f5f1d2b10")
+#: The attributes every CloudEvent must carry (CloudEvents 1.0 "REQUIRED").
+_REQUIRED_ATTRIBUTES = ("id", "source", "type", "specversion")
 
 
 def new_event(
@@ -84,6 +86,7 @@ def decode_http(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
             + (f" (Content-Type: {content_type})" if content_type else "")
         )
     try:
+        _check_required(lowered, body, binary=binary)
         return ce_http.from_http(ce_http.HTTPMessage(headers=lowered, body=body), _FORMAT)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"structured CloudEvent body is not valid JSON: {exc}") from exc
@@ -93,6 +96,31 @@ def decode_http(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
         raise InvalidEvent(f"not a valid CloudEvent: {exc}") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidEvent(f"not a valid CloudEvent: {exc!r}") from exc
+
+
+def _check_required(headers: Mapping[str, str], body: bytes, *, binary: bool) -> None:
+    """Refuse an event that lacks a required attribute.
+
+    The SDK's constructor fills a missing `id` (a random UUID) and `specversion` in, a producer's
+    convenience; a receiver must refuse such an event instead, or a duplicate delivery would get a
+    new id and a different reply id.
+    """
+    if binary:
+        present = {k[3:] for k, v in headers.items() if k.startswith("ce-") and v}
+    else:
+        parsed = json.loads(body)
+        if not isinstance(parsed, dict):
+            raise InvalidEvent(
+                f"structured CloudEvent body must be a JSON object; found {type(parsed).__name__}"
+            )
+        present = {k for k, v in parsed.items() if v not in (None, "")}
+    missing = [name for name in _REQUIRED_ATTRIBUTES if name not in present]
+    if missing:
+        headers_hint = f" (headers {', '.join(f'ce-{m}' for m in missing)})" if binary else ""
+        raise InvalidEvent(
+            f"not a valid CloudEvent: missing required attribute(s) {', '.join(missing)}"
+            + headers_hint
+        )
 
 
 def encode_binary(event: BaseCloudEvent) -> tuple[dict[str, str], bytes]:

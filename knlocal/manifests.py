@@ -140,6 +140,8 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
     routes: list[Route] = []
     config_maps: dict[tuple[str, str], dict[str, str]] = {}
     local_profile: dict[str, str] = {}
+    # The file each reference came from, so that a dangling one is reported with its file.
+    origins: list[tuple[Path, Trigger | SinkBinding | Route]] = []
     for path, doc in documents:
         kind = f"{doc.get('apiVersion', '')}/{doc.get('kind', '')}"
         meta = doc.get("metadata") or {}
@@ -171,13 +173,19 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
                     annotations=meta.get("annotations") or {},
                 )
             )
+            origins.append((path, triggers[-1]))
         elif kind == "sources.knative.dev/v1/SinkBinding":
             subject = _require(spec, "subject", path)
             bindings.append(
-                SinkBinding(name, namespace, _require(subject, "name", path), spec["sink"])
+                SinkBinding(
+                    name, namespace, _require(subject, "name", path), _require(spec, "sink", path)
+                )
             )
+            origins.append((path, bindings[-1]))
         elif kind == "networking.istio.io/v1/VirtualService":
-            routes.extend(_routes(path, spec))
+            for route in _routes(path, spec):
+                routes.append(route)
+                origins.append((path, route))
         elif kind == "v1/ConfigMap":
             data = {str(k): str(v) for k, v in (doc.get("data") or {}).items()}
             if name == LOCAL_AUTOSCALER_PROFILE:
@@ -188,7 +196,7 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
         key = ("knative-serving", "config-autoscaler")
         config_maps[key] = {**config_maps.get(key, {}), **local_profile}
     system = System(services, brokers, tuple(triggers), tuple(bindings), tuple(routes), config_maps)
-    _check_references(system)
+    _check_references(system, origins)
     return system
 
 
@@ -245,28 +253,32 @@ def _routes(path: Path, spec: Mapping[str, Any]) -> Iterator[Route]:
             )
 
 
-def _check_references(system: System) -> None:
+def _check_references(
+    system: System, origins: list[tuple[Path, Trigger | SinkBinding | Route]]
+) -> None:
     def service_ref(where: str, dest: Mapping[str, Any] | None) -> None:
         ref = (dest or {}).get("ref")
         if ref and ref.get("kind") == "Service" and ref.get("name") not in system.services:
             raise ManifestError(f"{where} refers to Knative Service {ref.get('name')!r}: not found")
 
-    for trigger in system.triggers:
-        where = f"Trigger {trigger.namespace}/{trigger.name}"
-        if (trigger.namespace, trigger.broker) not in system.brokers:
-            raise ManifestError(f"{where} refers to Broker {trigger.broker!r}: not found")
-        service_ref(where, trigger.spec.get("subscriber"))
-        service_ref(
-            where + " dead-letter sink", (trigger.spec.get("delivery") or {}).get("deadLetterSink")
-        )
-    for binding in system.sink_bindings:
-        if binding.subject not in system.services:
-            raise ManifestError(
-                f"SinkBinding {binding.name} subject {binding.subject!r}: not found"
+    for path, item in origins:
+        if isinstance(item, Trigger):
+            where = f"{path}: Trigger {item.namespace}/{item.name}"
+            if (item.namespace, item.broker) not in system.brokers:
+                raise ManifestError(f"{where} refers to Broker {item.broker!r}: not found")
+            service_ref(where, item.spec.get("subscriber"))
+            service_ref(
+                where + " dead-letter sink", (item.spec.get("delivery") or {}).get("deadLetterSink")
             )
-    for route in system.routes:
-        if route.service not in system.services:
-            raise ManifestError(f"ingress route to {route.service!r}: no such Knative Service")
+        elif isinstance(item, SinkBinding):
+            if item.subject not in system.services:
+                raise ManifestError(
+                    f"{path}: SinkBinding {item.name} subject {item.subject!r}: not found"
+                )
+        elif item.service not in system.services:
+            raise ManifestError(
+                f"{path}: ingress route to {item.service!r}: no such Knative Service"
+            )
 
 
 def _require(mapping: Mapping[str, Any], key: str, path: Path) -> Any:

@@ -10,6 +10,7 @@
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,18 @@ from knlocal.settings import Settings
 
 log = logging.getLogger("knlocal")
 
+#: Variables of the runtime's own environment that reach the functions: credentials and
+#: settings of the cloud services they use, which a cluster would give them by a Secret.
+PASSTHROUGH_ENV = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "DYNAMODB_TABLE_PREFIX",
+    }
+)
 #: Kafka broker Trigger annotation selecting per-partition order (§3.1).
 DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
 
@@ -159,6 +172,7 @@ class Runtime:
                 "DYNAMODB_ENDPOINT": s.dynamodb_endpoint,
                 "LOG_LEVEL": s.log_level,
             }
+            env.update({k: v for k, v in os.environ.items() if k in PASSTHROUGH_ENV})
             if service.name in sinks:
                 env["K_SINK"] = sinks[service.name]
             scaling = RevisionScaling.resolve(

@@ -85,6 +85,11 @@ class Settings:
                 continue
             values[field.name] = _convert(field.name, cls._ENV[field.name], raw, field.type)
         settings = replace(cls(), **values)
+        if not settings.dynamodb_endpoint.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"DYNAMODB_ENDPOINT={settings.dynamodb_endpoint!r} is not a URL; expected e.g."
+                " http://127.0.0.1:8000"
+            )
         for name, choices in (("broker", BROKERS), ("store", STORES), ("profile", PROFILES)):
             value = getattr(settings, name)
             if value not in choices:

@@ -54,6 +54,7 @@ def decode_http(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
             " headers) or structured mode (Content-Type: application/cloudevents+json)"
         )
     try:
+        _check_required(lowered, body)
         return ce_http.from_http(ce_http.HTTPMessage(headers=lowered, body=body), _FORMAT)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"structured CloudEvent body is not valid JSON: {exc}") from exc
@@ -61,6 +62,28 @@ def decode_http(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
         raise InvalidEvent(f"not a valid CloudEvent: {exc}") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidEvent(f"not a valid CloudEvent: {exc!r}") from exc
+
+
+def _check_required(headers: Mapping[str, str], body: bytes) -> None:
+    """§2.2: refuse an event without id, source, type or specversion (Knative's Validate()).
+
+    The SDK's decoder fills a missing `id` (a random UUID) and `specversion` in; a random id would
+    defeat deduplication by source + id, and a reply without one must fail the delivery (§2.6).
+    """
+    if any(k.startswith("ce-") for k in headers):
+        present = {k[3:] for k, v in headers.items() if k.startswith("ce-") and v}
+    else:
+        parsed = json.loads(body)
+        if not isinstance(parsed, dict):
+            raise InvalidEvent(
+                f"structured CloudEvent body must be a JSON object; found {type(parsed).__name__}"
+            )
+        present = {k for k, v in parsed.items() if v not in (None, "")}
+    missing = [a for a in ("id", "source", "type", "specversion") if a not in present]
+    if missing:
+        raise InvalidEvent(
+            f"not a valid CloudEvent: missing required attribute(s) {', '.join(missing)}"
+        )
 
 
 def encode_binary(event: BaseCloudEvent) -> tuple[dict[str, str], bytes]:

@@ -1,0 +1,265 @@
+"""The broker ingress over HTTP: Knative's contract (§2.2) and loop protection (§2.9)."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from knlocal.eventing.backends.base import Received
+from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
+from knlocal.eventing.broker import RunningBroker, ingress_app
+from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.manifests import Broker
+from knlocal.settings import Settings
+
+TYPE = "dev.knuser.user.created.v1"
+
+
+def event(**extensions: Any) -> CloudEvent:
+    """An event to send, with a fixed id and JSON data."""
+    return CloudEvent(
+        {"id": "e-1", "source": "/test", "type": TYPE, "datacontenttype": "application/json"}
+        | extensions,
+        {"hello": "world"},
+    )
+
+
+def binary(evt: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """The event in binary content mode."""
+    message = ce_http.to_binary(evt, JSONFormat())
+    return dict(message.headers), message.body
+
+
+def structured(evt: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """The event in structured content mode."""
+    message = ce_http.to_structured(evt, JSONFormat())
+    return dict(message.headers), message.body
+
+
+def without(headers: dict[str, str], name: str) -> dict[str, str]:
+    """Headers without one of them."""
+    return {k: v for k, v in headers.items() if k.lower() != name}
+
+
+Scenario = Callable[[TestClient[Any, Any], MemorySubscription], Awaitable[Any]]
+
+
+def run(scenario: Scenario, broker_class: str = MT_CHANNEL_BASED_BROKER) -> Any:
+    """Serve the ingress of broker default/default (in-memory backend) and run `scenario`."""
+
+    async def main() -> Any:
+        broker = Broker("default", "default", broker_class, None, None)
+        backend = MemoryBackend(broker, {}, Settings())
+        await backend.open()
+        subscription = await backend.subscribe("knative-trigger-default-t", ordered=False)
+        assert isinstance(subscription, MemorySubscription)
+        app = ingress_app({("default", "default"): RunningBroker(broker, backend)})
+        try:
+            async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+                return await scenario(client, subscription)
+        finally:
+            await backend.close()
+
+    return asyncio.run(main())
+
+
+GOOD_BINARY = binary(event())
+GOOD_STRUCTURED = structured(event())
+
+# (id, method, path, headers, body, status, stored in the subscription's queue)
+CONTRACT: list[tuple[str, str, str, dict[str, str], bytes, int, bool]] = [
+    ("post-binary", "POST", "/default/default", *GOOD_BINARY, 202, True),
+    ("post-structured", "POST", "/default/default", *GOOD_STRUCTURED, 202, True),
+    ("get-is-405", "GET", "/default/default", {}, b"", 405, False),
+    ("put-is-405", "PUT", "/default/default", *GOOD_BINARY, 405, False),
+    ("root-is-404", "POST", "/", *GOOD_BINARY, 404, False),
+    ("one-segment-is-400", "POST", "/a", *GOOD_BINARY, 400, False),
+    ("three-segments-is-400", "POST", "/a/b/c", *GOOD_BINARY, 400, False),
+    ("unknown-broker-is-404", "POST", "/default/other", *GOOD_BINARY, 404, False),
+    ("unknown-namespace-is-404", "POST", "/team/default", *GOOD_BINARY, 404, False),
+    (
+        "plain-json-is-400",
+        "POST",
+        "/default/default",
+        {"Content-Type": "application/json"},
+        b'{"hello": "world"}',
+        400,
+        False,
+    ),
+    ("no-body-no-headers-is-400", "POST", "/default/default", {}, b"", 400, False),
+    (
+        "malformed-structured-is-400",
+        "POST",
+        "/default/default",
+        {"Content-Type": "application/cloudevents+json"},
+        b'{"id": "e-1", ',
+        400,
+        False,
+    ),
+    (
+        "missing-id-binary-is-400",
+        "POST",
+        "/default/default",
+        without(GOOD_BINARY[0], "ce-id"),
+        GOOD_BINARY[1],
+        400,
+        False,
+    ),
+    (
+        "missing-source-binary-is-400",
+        "POST",
+        "/default/default",
+        without(GOOD_BINARY[0], "ce-source"),
+        GOOD_BINARY[1],
+        400,
+        False,
+    ),
+    (
+        "missing-type-binary-is-400",
+        "POST",
+        "/default/default",
+        without(GOOD_BINARY[0], "ce-type"),
+        GOOD_BINARY[1],
+        400,
+        False,
+    ),
+    (
+        "missing-specversion-binary-is-400",
+        "POST",
+        "/default/default",
+        without(GOOD_BINARY[0], "ce-specversion"),
+        GOOD_BINARY[1],
+        400,
+        False,
+    ),
+    (
+        "missing-id-structured-is-400",
+        "POST",
+        "/default/default",
+        {"Content-Type": "application/cloudevents+json"},
+        json.dumps({"specversion": "1.0", "source": "/test", "type": TYPE}).encode(),
+        400,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status", "stored"),
+    [row[1:] for row in CONTRACT],
+    ids=[row[0] for row in CONTRACT],
+)
+def test_s2_2_ingress_contract(
+    method: str, path: str, headers: dict[str, str], body: bytes, status: int, stored: bool
+) -> None:
+    """Method, path and body decide the status; only an accepted event reaches the triggers."""
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> None:
+        response = await client.request(method, path, headers=headers, data=body)
+        assert response.status == status
+        if status == 202:
+            assert await response.read() == b""
+        else:
+            error = (await response.json())["error"]
+            assert isinstance(error, str)
+            assert error
+        if stored:
+            received = subscription.queue.get_nowait()
+            assert received.event.get_id() == "e-1"
+            assert received.event.get_type() == TYPE
+            assert received.event.get_data() == {"hello": "world"}
+        assert subscription.queue.empty()
+
+    run(scenario)
+
+
+def test_s2_2_options_answers_the_webhook_handshake() -> None:
+    """OPTIONS is 200 with Allow and the WebHook headers."""
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> None:
+        response = await client.options("/default/default")
+        assert response.status == 200
+        assert response.headers["Allow"] == "POST, OPTIONS"
+        assert response.headers["WebHook-Allowed-Origin"] == "*"
+        assert response.headers["WebHook-Allowed-Rate"] == "*"
+        assert subscription.queue.empty()
+
+    run(scenario)
+
+
+def test_s2_2_errors_say_what_was_wrong() -> None:
+    """The 400 for a missing id names the attribute; the 404 names the broker."""
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> None:
+        headers, body = GOOD_BINARY
+        missing = await client.post(
+            "/default/default", headers=without(headers, "ce-id"), data=body
+        )
+        assert "id" in (await missing.json())["error"]
+        unknown = await client.post("/default/nope", headers=headers, data=body)
+        assert "'nope'" in (await unknown.json())["error"]
+
+    run(scenario)
+
+
+def test_s2_2_accepted_event_is_stamped_with_its_arrival_time() -> None:
+    """The MT broker adds `knativearrivaltime` at ingress."""
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> Received:
+        await client.post("/default/default", headers=GOOD_BINARY[0], data=GOOD_BINARY[1])
+        return subscription.queue.get_nowait()
+
+    received = run(scenario)
+    assert isinstance(received.event.get_extension("knativearrivaltime"), str)
+
+
+# (id, knativebrokerttl sent or None, status, TTL stored)
+TTL: list[tuple[str, str | None, int, int | None]] = [
+    ("absent-is-stamped-255", None, 202, 255),
+    ("5-is-decremented-to-4", "5", 202, 4),
+    ("255-is-decremented-to-254", "255", 202, 254),
+    ("2-is-decremented-to-1", "2", 202, 1),
+    ("1-is-exhausted", "1", 400, None),
+    ("0-is-exhausted", "0", 400, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("ttl", "status", "stored"), [row[1:] for row in TTL], ids=[row[0] for row in TTL]
+)
+def test_s2_9_ttl_at_ingress(ttl: str | None, status: int, stored: int | None) -> None:
+    """The MT broker stamps 255 when absent, else decrements; at 0 or below it refuses (400)."""
+    extensions = {} if ttl is None else {"knativebrokerttl": ttl}
+    headers, body = binary(event(**extensions))
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> None:
+        response = await client.post("/default/default", headers=headers, data=body)
+        assert response.status == status
+        if stored is None:
+            assert "knativebrokerttl" in (await response.json())["error"]
+            assert subscription.queue.empty()
+        else:
+            received = subscription.queue.get_nowait()
+            assert int(received.event.get_extension("knativebrokerttl")) == stored
+
+    run(scenario)
+
+
+def test_s2_9_kafka_broker_has_no_ttl() -> None:
+    """The Kafka broker has no loop protection: no TTL is stamped (§2.6, §6)."""
+    headers, body = binary(event())
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> Received:
+        response = await client.post("/default/default", headers=headers, data=body)
+        assert response.status == 202
+        return subscription.queue.get_nowait()
+
+    received = run(scenario, broker_class=KAFKA_BROKER)
+    assert received.event.get_extension("knativebrokerttl") is None
+    assert received.event.get_id() == "e-1"

@@ -1,0 +1,334 @@
+"""The manifest loader: the real manifests per broker and profile, and broken ones refused."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from knlocal.errors import ManifestError
+from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.manifests import Route, build, load
+from knlocal.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = {
+    "operation-create",
+    "operation-get",
+    "operation-update",
+    "user-approve",
+    "user-create",
+    "user-create-response",
+}
+BROKERS = [("inmemory", MT_CHANNEL_BASED_BROKER), ("kafka", KAFKA_BROKER)]
+
+
+def autoscaler_file() -> dict[str, str]:
+    """knative/config-autoscaler.yaml's data, read straight from the file."""
+    doc = yaml.safe_load((ROOT / "knative" / "config-autoscaler.yaml").read_text("utf-8"))
+    return {str(k): str(v) for k, v in doc["data"].items()}
+
+
+@pytest.mark.parametrize(("broker", "broker_class"), BROKERS, ids=[b for b, _ in BROKERS])
+def test_real_manifests_load_for_each_broker(broker: str, broker_class: str) -> None:
+    """knative/, brokers/<broker>/ and triggers/ load into six services, a broker and routes."""
+    system = load(Settings(broker=broker, manifests=ROOT))
+    assert set(system.services) == SERVICES
+    assert {(key, b.broker_class) for key, b in system.brokers.items()} == {
+        (("default", "default"), broker_class)
+    }
+    assert {t.name for t in system.triggers} == {
+        "user-create",
+        "user-approve",
+        "user-create-response",
+        "operation-update",
+    }
+    assert all(t.broker == "default" for t in system.triggers)
+    assert set(system.routes) == {
+        Route(method="POST", path_exact="/users", path_prefix=None, service="operation-create"),
+        Route(method="GET", path_exact=None, path_prefix="/operations/", service="operation-get"),
+    }
+    [binding] = system.sink_bindings
+    assert binding.subject == "operation-create"
+    assert binding.sink["ref"]["kind"] == "Broker"
+    assert binding.sink["ref"]["name"] == "default"
+
+
+# (id, method, path, service the route table sends it to, or None)
+ROUTING: list[tuple[str, str, str, str | None]] = [
+    ("create-user", "POST", "/users", "operation-create"),
+    ("read-operation", "GET", "/operations/abc", "operation-get"),
+    ("users-subpath-not-routed", "POST", "/users/x", None),
+    ("operations-without-id-prefix", "GET", "/operations", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "service"), [row[1:] for row in ROUTING], ids=[row[0] for row in ROUTING]
+)
+def test_routes_match_the_public_api(method: str, path: str, service: str | None) -> None:
+    """POST /users goes to operation-create; GET /operations/… to operation-get."""
+    system = load(Settings(manifests=ROOT))
+    matched = [r.service for r in system.routes if r.matches_path(path) and r.method == method]
+    assert matched == ([service] if service else [])
+
+
+def test_services_carry_their_function_and_scale_to_zero() -> None:
+    """Each service runs its own function (FUNCTION env) and may scale to zero."""
+    system = load(Settings(manifests=ROOT))
+    for name, service in system.services.items():
+        assert service.env["FUNCTION"] == name
+        assert service.annotations.get("autoscaling.knative.dev/min-scale", "0") == "0"
+        assert service.revision == f"{name}-00001"
+
+
+# (id, profile, keys expected to differ from knative/config-autoscaler.yaml)
+PROFILES: list[tuple[str, str, dict[str, str]]] = [
+    ("local", "local", {"stable-window": "6s", "scale-to-zero-grace-period": "2s"}),
+    ("knative", "knative", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("profile", "overrides"), [row[1:] for row in PROFILES], ids=[row[0] for row in PROFILES]
+)
+def test_local_profile_overrides_autoscaler_keys_only_when_selected(
+    profile: str, overrides: dict[str, str]
+) -> None:
+    """PROFILE=local overrides two config-autoscaler keys; PROFILE=knative keeps Knative's."""
+    system = load(Settings(manifests=ROOT, profile=profile))
+    assert system.config_map("knative-serving", "config-autoscaler") == {
+        **autoscaler_file(),
+        **overrides,
+    }
+    # The profile is an overlay, never a ConfigMap of its own.
+    assert system.config_map("knative-serving", "config-autoscaler-local-profile") == {}
+
+
+def test_knative_profile_keeps_knative_windows() -> None:
+    """Without the local profile the windows are Knative's defaults (§1.2)."""
+    data = load(Settings(manifests=ROOT, profile="knative")).config_map(
+        "knative-serving", "config-autoscaler"
+    )
+    assert (data["stable-window"], data["scale-to-zero-grace-period"]) == ("60s", "30s")
+
+
+# --- broken manifests -------------------------------------------------------------------------
+
+SERVICE_FILE = Path("knative/services/a.yaml")
+BROKER_FILE = Path("brokers/inmemory/broker.yaml")
+TRIGGER_FILE = Path("triggers/t.yaml")
+BINDING_FILE = Path("knative/sinkbinding.yaml")
+INGRESS_FILE = Path("knative/ingress.yaml")
+
+
+def service(name: str = "a", containers: int = 1) -> tuple[Path, dict[str, Any]]:
+    """A Knative Service document."""
+    return SERVICE_FILE, {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"image": "img"}] * containers}}},
+    }
+
+
+def broker() -> tuple[Path, dict[str, Any]]:
+    """A Broker document."""
+    return BROKER_FILE, {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Broker",
+        "metadata": {"name": "default", "namespace": "default"},
+    }
+
+
+def ref(name: str) -> dict[str, Any]:
+    """A destination referring to a Knative Service."""
+    return {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": name}}
+
+
+def trigger(**spec: Any) -> tuple[Path, dict[str, Any]]:
+    """A Trigger document; `spec` overrides a valid one."""
+    return TRIGGER_FILE, {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Trigger",
+        "metadata": {"name": "t", "namespace": "default"},
+        "spec": {
+            "broker": "default",
+            "filter": {"attributes": {"type": "x"}},
+            "subscriber": ref("a"),
+            **spec,
+        },
+    }
+
+
+def binding(subject: str) -> tuple[Path, dict[str, Any]]:
+    """A SinkBinding document."""
+    return BINDING_FILE, {
+        "apiVersion": "sources.knative.dev/v1",
+        "kind": "SinkBinding",
+        "metadata": {"name": "s", "namespace": "default"},
+        "spec": {
+            "subject": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": subject},
+            "sink": {
+                "ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "d"}
+            },
+        },
+    }
+
+
+def ingress(service_name: str) -> tuple[Path, dict[str, Any]]:
+    """An ingress VirtualService document with one route."""
+    return INGRESS_FILE, {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "api", "namespace": "default"},
+        "spec": {
+            "http": [
+                {
+                    "match": [{"uri": {"exact": "/users"}, "method": {"exact": "POST"}}],
+                    "rewrite": {"authority": f"{service_name}.default.svc.cluster.local"},
+                }
+            ]
+        },
+    }
+
+
+def test_valid_documents_build() -> None:
+    """The small valid system the broken cases start from builds."""
+    system = build([service(), broker(), trigger(), binding("a"), ingress("a")])
+    assert set(system.services) == {"a"}
+    assert len(system.triggers) == 1
+
+
+# (id, documents, file named, problem named)
+BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
+    (
+        "trigger-to-unknown-broker",
+        [service(), broker(), trigger(broker="other")],
+        TRIGGER_FILE,
+        "Trigger default/t refers to Broker 'other': not found",
+    ),
+    (
+        "trigger-without-any-broker",
+        [service(), trigger()],
+        TRIGGER_FILE,
+        "refers to Broker 'default': not found",
+    ),
+    (
+        "subscriber-to-unknown-service",
+        [service(), broker(), trigger(subscriber=ref("ghost"))],
+        TRIGGER_FILE,
+        "Trigger default/t refers to Knative Service 'ghost': not found",
+    ),
+    (
+        "dead-letter-sink-to-unknown-service",
+        [service(), broker(), trigger(delivery={"deadLetterSink": ref("ghost")})],
+        TRIGGER_FILE,
+        "dead-letter sink refers to Knative Service 'ghost': not found",
+    ),
+    (
+        "unknown-filter-dialect",
+        [service(), broker(), trigger(filters=[{"regex": {"type": "x.*"}}])],
+        TRIGGER_FILE,
+        "unknown filter dialect(s) ['regex']",
+    ),
+    (
+        "two-dialects-in-one-filter",
+        [service(), broker(), trigger(filters=[{"exact": {"type": "x"}, "prefix": {"type": "y"}}])],
+        TRIGGER_FILE,
+        "multiple dialects found",
+    ),
+    (
+        "bad-attribute-name",
+        [service(), broker(), trigger(filter={"attributes": {"Type": "x"}})],
+        TRIGGER_FILE,
+        "Type",
+    ),
+    (
+        "trigger-without-broker-field",
+        [service(), broker(), (TRIGGER_FILE, {**trigger()[1], "spec": {"subscriber": ref("a")}})],
+        TRIGGER_FILE,
+        "missing required field 'broker'",
+    ),
+    (
+        "service-with-two-containers",
+        [service(containers=2)],
+        SERVICE_FILE,
+        "expected one container; found 2",
+    ),
+    (
+        "sink-binding-subject-unknown",
+        [service(), binding("ghost")],
+        BINDING_FILE,
+        "subject 'ghost': not found",
+    ),
+    (
+        "route-to-unknown-service",
+        [service(), ingress("ghost")],
+        INGRESS_FILE,
+        "ingress route to 'ghost': no such Knative Service",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("documents", "path", "problem"), [row[1:] for row in BROKEN], ids=[row[0] for row in BROKEN]
+)
+def test_broken_manifests_are_refused_naming_file_and_problem(
+    documents: list[tuple[Path, dict[str, Any]]], path: Path, problem: str
+) -> None:
+    """A dangling reference or an invalid field is a ManifestError naming its file and what."""
+    with pytest.raises(ManifestError) as caught:
+        build(documents)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: "), message
+    assert problem in message
+
+
+def manifest_tree(root: Path) -> None:
+    """A minimal manifests folder: one service and a broker, no triggers."""
+    for folder in ("knative/services", "brokers/inmemory", "triggers"):
+        (root / folder).mkdir(parents=True)
+    (root / SERVICE_FILE).write_text(yaml.safe_dump(service()[1]), encoding="utf-8")
+    (root / BROKER_FILE).write_text(yaml.safe_dump(broker()[1]), encoding="utf-8")
+
+
+def test_manifest_tree_loads(tmp_path: Path) -> None:
+    """The minimal tree the file-level cases start from loads."""
+    manifest_tree(tmp_path)
+    assert set(load(Settings(manifests=tmp_path)).services) == {"a"}
+
+
+# (id, file written, its text, problem named)
+BAD_FILES: list[tuple[str, str, str, str]] = [
+    ("invalid-yaml", "triggers/t.yaml", "spec: [unclosed\n", "not valid YAML"),
+    ("tab-indented-yaml", "knative/x.yaml", "a:\n\tb: 1\n", "not valid YAML"),
+    ("document-not-a-mapping", "knative/x.yaml", "- just\n- a list\n", "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize(
+    ("relative", "text", "problem"),
+    [row[1:] for row in BAD_FILES],
+    ids=[row[0] for row in BAD_FILES],
+)
+def test_bad_files_are_refused_naming_the_file(
+    tmp_path: Path, relative: str, text: str, problem: str
+) -> None:
+    """A file that is not YAML, or not a mapping per document, is named in the error."""
+    manifest_tree(tmp_path)
+    (tmp_path / relative).write_text(text, encoding="utf-8")
+    with pytest.raises(ManifestError) as caught:
+        load(Settings(manifests=tmp_path))
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / relative}: "), message
+    assert problem in message
+
+
+def test_unknown_broker_folder_is_refused(tmp_path: Path) -> None:
+    """BROKER naming no folder under brokers/ is refused, naming the folder."""
+    manifest_tree(tmp_path)
+    with pytest.raises(ManifestError) as caught:
+        load(Settings(manifests=tmp_path, broker="rabbitmq"))
+    assert "BROKER=rabbitmq" in str(caught.value)
+    assert str(tmp_path / "brokers" / "rabbitmq") in str(caught.value)

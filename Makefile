@@ -14,6 +14,7 @@ export STORE ?= sqlite
 
 .PHONY: help install run status test test-unit lint format kafka kafka-stop dynamodb dynamodb-stop clean
 .PHONY: dynamodb-tables
+.PHONY: burst bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,5 +64,42 @@ dynamodb-stop: ## stop it
 dynamodb-tables: $(STAMP) ## create the DynamoDB tables now (they are also created on first use)
 	DYNAMODB_ENDPOINT=$${DYNAMODB_ENDPOINT-http://127.0.0.1:8000} $(BIN)/python -m functions.stores.dynamodb
 
+# N users at RATE/s, at most CONCURRENCY POSTs in flight, against URL (default: `make run`'s ingress).
+burst: $(STAMP) ## burst of user creations at a running runtime, report + plot in bench/results (N=… RATE=… CONCURRENCY=… URL=…)
+	$(BIN)/knlocal burst $(if $(N),-n $(N)) $(if $(RATE),--rate $(RATE)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(URL),--url $(URL)) $(if $(ADMIN),--admin $(ADMIN))
+
+bench: $(STAMP) ## the issue-3 benchmark (cold start, 100/s, sustained rate, vs functions-framework) → bench/results
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean: ## remove local data and logs (not the downloaded servers)
 	rm -rf .data .run/*.log
+
+# --- the cluster path (docs/cluster.md) -----------------------------------------------------------
+# IMAGE: the function image to build and to deploy; point it at your registry for a real cluster.
+IMAGE ?= localhost/knuser-functions:0.1.0
+.PHONY: image manifests deploy undeploy
+
+image: ## build the function image IMAGE with docker, else podman (BASE_IMAGE=local: no registry)
+	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
+		docker build -f Dockerfiles/functions.Dockerfile -t '$(IMAGE)' \
+			$${BASE_IMAGE:+--build-arg BASE_IMAGE=$$BASE_IMAGE} . ; \
+	elif command -v podman >/dev/null; then \
+		IMAGE='$(IMAGE)' bash tools/podman.sh build; \
+	else \
+		echo "make image needs docker with a running daemon, or podman"\
+			"(as root: bash tools/podman.sh install)"; exit 1; \
+	fi
+
+manifests: ## print the YAML `make deploy` applies (BROKER=kafka|inmemory, IMAGE=…)
+	@BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh
+
+deploy: ## apply the manifests to kubectl's current cluster (BROKER=kafka|inmemory, IMAGE=…)
+	BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh | kubectl apply -f -
+
+undeploy: $(STAMP) ## delete what deploy created (Knative's shared ConfigMaps stay)
+	BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh | $(BIN)/python deploy/owned.py \
+		| kubectl delete --ignore-not-found -f -
+
+.PHONY: bench-kafka
+bench-kafka: $(STAMP) ## the Kafka backend benchmark (events/s vs kafka-python, 100 users/s on BROKER=kafka; starts its own Kafka) → bench/results
+	$(BIN)/python -m bench.bench_kafka $(BENCH_ARGS)

@@ -9,6 +9,7 @@ error is a JSON object `{"error": "<what was wrong>"}` with a 4xx/5xx status.
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Request, Response, request
@@ -23,6 +24,10 @@ from functions.settings import Settings
 
 log = logging.getLogger("functions")
 
+#: Flask's root and instance paths, given so that Flask does not search `sys.path` for a module
+#: named after the function (there is none) on every cold start.
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
 
 def create_app(function: Function, settings: Settings) -> Flask:
     """Build the WSGI app serving `function`.
@@ -31,7 +36,10 @@ def create_app(function: Function, settings: Settings) -> Flask:
     :param settings: limits such as the largest accepted body.
     :return: a Flask app; gunicorn serves it.
     """
-    app = Flask(function.name)
+    # No static folder: its route costs ≈ 0.5 ms to compile, and no function serves files.
+    app = Flask(
+        function.name, root_path=_PACKAGE_DIR, instance_path=_PACKAGE_DIR, static_folder=None
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -69,6 +77,20 @@ def create_app(function: Function, settings: Settings) -> Flask:
     return app
 
 
+def warm_up() -> None:
+    """Serve a health check and an event through a throwaway app, once.
+
+    A process forked afterwards (knlocal's warm template) then finds what Flask, werkzeug and the
+    CloudEvents SDK load on their first request (e.g. the `idna` codec of werkzeug's routing,
+    ≈ 2 ms) already loaded, and its first response comes that much sooner.
+    """
+    app = create_app(EventFunction("warm-up", lambda event: None), Settings(function="warm-up"))
+    client = app.test_client()
+    client.get("/health/readiness")
+    headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/warm-up", "ce-type": "t"}
+    client.post("/", headers={**headers, "Content-Type": "application/json"}, data=b"{}")
+
+
 def _add_event_route(app: Flask, function: EventFunction) -> None:
     @app.post("/")
     def receive() -> Response:
@@ -90,6 +112,7 @@ def _add_event_route(app: Flask, function: EventFunction) -> None:
 
 def _add_http_routes(app: Flask, function: HttpFunction) -> None:
     def view(**params: str) -> Response:
+        started = time.perf_counter()
         http_request = HttpRequest(
             method=request.method,
             path=request.path,
@@ -98,6 +121,20 @@ def _add_http_routes(app: Flask, function: HttpFunction) -> None:
             params=params,
         )
         response: HttpResponse = function.handler(http_request)
+        if log.isEnabledFor(logging.INFO):
+            # The public API's bodies are operations: their id starts (POST) or follows (GET)
+            # an operation's path through the logs.
+            body = response.body
+            log.info(
+                "handled",
+                extra={
+                    "function": function.name,
+                    "operationid": body.get("id") if isinstance(body, dict) else None,
+                    "request": f"{request.method} {request.path}",
+                    "status": response.status,
+                    "ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )
         return _json(response.status, response.body, response.headers)
 
     for route in function.routes:

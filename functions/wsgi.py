@@ -53,9 +53,12 @@ def warm_up() -> None:
 
     from functions.catalog import load_catalog
     from functions.operation_create import _create_user_schema
+    from functions.stores import dynamodb
 
     load_catalog()
     _create_user_schema()
+    dynamodb.warm_up()
+    app.warm_up()
 
 
 def create_app() -> Flask:

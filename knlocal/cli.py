@@ -2,6 +2,8 @@
 
 knlocal run [--broker inmemory|kafka] [--store sqlite|dynamodb] [--profile local|knative]
 knlocal status [--watch]
+knlocal watch [--namespace NS] [--once]   (a Knative cluster's pods; needs a kubeconfig)
+knlocal burst [-n N] [--rate R] [--concurrency C] [--url URL] [--admin URL]
 """
 
 import argparse
@@ -15,6 +17,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from knlocal import burst
 from knlocal.errors import LocalRuntimeError
 from knlocal.settings import BROKERS, PROFILES, STORES, Settings
 
@@ -66,10 +69,35 @@ def main(argv: list[str] | None = None) -> int:
         "--admin", default=None, help="the runtime's admin address (default http://127.0.0.1:8082)"
     )
 
+    cluster_watch = commands.add_parser(
+        "watch",
+        help="show a Knative cluster's pods per service and revision, live",
+        description="The cluster's counterpart of `status`: for each Knative Service and"
+        " revision, the desired scale and the pods ready, pending and terminating. Needs a"
+        " cluster: the kubeconfig (KUBECONFIG or ~/.kube/config) says which.",
+    )
+    cluster_watch.add_argument(
+        "-n", "--namespace", default="default", help="namespace (default: default)"
+    )
+    cluster_watch.add_argument("--context", help="kubeconfig context (default: the current one)")
+    cluster_watch.add_argument("--once", action="store_true", help="print one table and exit")
+    cluster_watch.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
+    )
+
+    burst.add_parser(commands)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "burst":
+            return burst.run_command(args)
+        if args.command == "watch":
+            # Imported here: the kubernetes client is slow to import and only watch needs it.
+            from knlocal.watch import watch
+
+            return watch(args)
         return _status(args)
     except LocalRuntimeError as exc:
         print(f"knlocal: {exc}", file=sys.stderr)

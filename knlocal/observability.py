@@ -27,14 +27,28 @@ def status(runtime: "Runtime") -> dict[str, Any]:
             "requests": revision.stats.requests,
             "cold_starts": revision.stats.cold_starts,
             "cold_start_ms_p50": round(statistics.median(cold) * 1000, 1) if cold else None,
+            "cold_start_ms_p99": _p99_ms(cold),
             "cold_start_ms_last": round(cold[-1] * 1000, 1) if cold else None,
             "panic": revision.stats.panic,
             "responses_503": revision.stats.responses_503,
             "responses_504": revision.stats.responses_504,
+            # The instances' process ids (each leads its process group), e.g. to kill one in a
+            # fault test, as a pod would die.
+            "pids": [instance.process.pid for instance in revision.instances],
         }
     triggers = {}
+    broker_of = {
+        f"{t.namespace}/{t.name}": runtime.brokers.get((t.namespace, t.broker))
+        for t in runtime.system.triggers
+    }
     for dispatcher in runtime.dispatchers:
         s = dispatcher.stats
+        broker = broker_of.get(dispatcher.name)
+        # Every event the broker accepted reaches every trigger's consumer group; the ones the
+        # trigger has not finished with are queued or in flight. Counted since the runtime
+        # started (a Kafka consumer group may also resume older events: never below 0).
+        finished = s.filtered_out + s.delivered + s.dead_lettered + s.dropped
+        backlog = max(0, broker.accepted - finished) if broker is not None else None
         triggers[dispatcher.name] = {
             "received": s.received,
             "filtered_out": s.filtered_out,
@@ -43,6 +57,7 @@ def status(runtime: "Runtime") -> dict[str, Any]:
             "dead_lettered": s.dead_lettered,
             "dropped": s.dropped,
             "in_flight": s.in_flight,
+            "backlog": backlog,
         }
     return {
         "brokers": runtime.broker_urls,
@@ -51,6 +66,14 @@ def status(runtime: "Runtime") -> dict[str, Any]:
         "services": services,
         "triggers": triggers,
     }
+
+
+def _p99_ms(seconds: list[float]) -> float | None:
+    if not seconds:
+        return None
+    if len(seconds) == 1:
+        return round(seconds[0] * 1000, 1)
+    return round(statistics.quantiles(seconds, n=100, method="inclusive")[98] * 1000, 1)
 
 
 class _Collector:
@@ -85,10 +108,20 @@ class _Collector:
             "Duration of the last cold start",
             labels=["service"],
         )
+        quantiles = GaugeMetricFamily(
+            "knlocal_service_cold_start_seconds",
+            "Cold start (process start to first response served), by quantile",
+            labels=["service", "quantile"],
+        )
         for name, revision in self.runtime.revisions.items():
             if revision.stats.cold_start_seconds:
                 cold.add_metric([name], revision.stats.cold_start_seconds[-1])
+            for key, quantile in (("cold_start_ms_p50", "0.5"), ("cold_start_ms_p99", "0.99")):
+                value = snap["services"][name][key]
+                if value is not None:
+                    quantiles.add_metric([name, quantile], value / 1000)
         yield cold
+        yield quantiles
         for key in ("received", "delivered", "retried", "dead_lettered", "dropped"):
             counter = CounterMetricFamily(
                 f"knlocal_trigger_{key}", f"Events {key}", labels=["trigger"]
@@ -96,11 +129,19 @@ class _Collector:
             for name, trig in snap["triggers"].items():
                 counter.add_metric([name], trig[key])
             yield counter
-        backlog = GaugeMetricFamily(
+        in_flight = GaugeMetricFamily(
             "knlocal_trigger_in_flight", "Deliveries in progress", labels=["trigger"]
         )
+        backlog = GaugeMetricFamily(
+            "knlocal_trigger_backlog",
+            "Events accepted by the broker that the trigger has not finished (queued or in flight)",
+            labels=["trigger"],
+        )
         for name, trig in snap["triggers"].items():
-            backlog.add_metric([name], trig["in_flight"])
+            in_flight.add_metric([name], trig["in_flight"])
+            if trig["backlog"] is not None:
+                backlog.add_metric([name], trig["backlog"])
+        yield in_flight
         yield backlog
 
 

@@ -7,12 +7,15 @@
 #   tools/kafka.sh wait              wait until the started broker serves requests
 #
 # Kafka and its dependencies come from Maven Central (via mvn) into .cache/kafka/lib.
-# Data: .data/kafka; pid: .run/kafka.pid; log: .run/kafka.log.
+# One instance per KAFKA_PORT, so tests can run a second, private Kafka beside the shared one:
+# the default port's files are .run/kafka.{pid,log,lock}, .run/kafka-server.properties and the data
+# directory .run/kafka-data (outside .data/, which `make clean` wipes); another port P uses
+# .run/kafka-P.{pid,log,lock}, .run/kafka-P-server.properties and .run/kafka-P-data.
 # Environment:
 #   KAFKA_VERSION          org.apache.kafka:kafka_2.13 version (default 3.9.2; 4.x works too)
 #   KAFKA_PORT             client (PLAINTEXT) port (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller port (default KAFKA_PORT+1)
-#   KAFKA_DATA_DIR         log/metadata directory (default .data/kafka)
+#   KAFKA_DATA_DIR         log/metadata directory (default .run/kafka-data, see above)
 #   KAFKA_FRESH=1          same as start --fresh: wipe the data directory first
 #   KAFKA_HEAP_OPTS        JVM heap options (default -Xmx512m -Xms256m)
 #   KAFKA_EXTRA_PROPS      extra server.properties lines (newline-separated), appended last
@@ -25,28 +28,32 @@ NAME=kafka
 # shellcheck source-path=SCRIPTDIR source=service-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/service-common.sh"
 
-usage() { sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 KAFKA_VERSION=${KAFKA_VERSION:-3.9.2}
 KAFKA_PORT=${KAFKA_PORT:-9092}
+[[ "$KAFKA_PORT" =~ ^[0-9]+$ ]] || die "KAFKA_PORT must be a number, got '$KAFKA_PORT'"
+# The instance's name, in messages and file names; also names the lock, so that starting and
+# stopping two instances do not wait for each other.
+[[ "$KAFKA_PORT" == 9092 ]] || NAME=kafka-$KAFKA_PORT
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
-KAFKA_DATA_DIR=$(abs_path "${KAFKA_DATA_DIR:-$ROOT/.data/kafka}")
+KAFKA_DATA_DIR=$(abs_path "${KAFKA_DATA_DIR:-$RUN_DIR/$NAME-data}")
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 
 CACHE_DIR="$ROOT/.cache/kafka"
 LIB_DIR="$CACHE_DIR/lib"
-PID_FILE="$RUN_DIR/kafka.pid"
-LOG_FILE="$RUN_DIR/kafka.log"
-PROPS_FILE="$RUN_DIR/kafka-server.properties"
+PID_FILE="$RUN_DIR/$NAME.pid"
+LOG_FILE="$RUN_DIR/$NAME.log"
+PROPS_FILE="$RUN_DIR/$NAME-server.properties"
 PID_MATCH="kafka.Kafka $PROPS_FILE"
 
-for v in KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_START_TIMEOUT; do
+for v in KAFKA_CONTROLLER_PORT KAFKA_START_TIMEOUT; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
 done
 
 # Logging backend: Kafka 3.x logs through slf4j 1.7 + log4j 1 (reload4j),
-# Kafka 4.x through log4j 2. Everything goes to stdout, which launch() sends to .run/kafka.log.
+# Kafka 4.x through log4j 2. Everything goes to stdout, which launch() sends to $LOG_FILE.
 case "${KAFKA_VERSION%%.*}" in
 3)
     LOG_DEPS=(org.slf4j:slf4j-reload4j:1.7.36)
@@ -131,7 +138,7 @@ JAVA=(java "${HEAP_OPTS[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOut
 # Format the KRaft metadata in the data directory, once.
 format_storage() {
     [[ -f "$KAFKA_DATA_DIR/meta.properties" ]] && return 0
-    local cluster_id out="$RUN_DIR/kafka-format.log"
+    local cluster_id out="$RUN_DIR/$NAME-format.log"
     mkdir -p "$KAFKA_DATA_DIR"
     cluster_id=$("${JAVA[@]}" kafka.tools.StorageTool random-uuid 2>>"$out" | tail -n 1) ||
         { cat "$out" >&2; die "could not generate a cluster id; see $out"; }

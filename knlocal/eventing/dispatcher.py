@@ -44,6 +44,15 @@ log = logging.getLogger("knlocal.eventing")
 TTL_EXTENSION = "knativebrokerttl"
 #: The Kafka broker's per-request timeout when the delivery spec sets none (§2.7).
 KAFKA_DEFAULT_TIMEOUT_SECONDS = 600.0
+#: The extension naming the operation an event belongs to (functions/catalog.py): every log
+#: line about an event carries it, as the functions' JSON lines do, so that one operation's path
+#: can be followed across the runtime and the functions with one grep.
+OPERATION_ID_EXTENSION = "operationid"
+
+
+def _about(event: BaseCloudEvent) -> dict[str, object]:
+    """The `extra` of a log line about `event`: its operation id."""
+    return {"operationid": event.get_extension(OPERATION_ID_EXTENSION)}
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,13 @@ class TriggerDispatcher:
             raise
         except Exception:
             # A bug must not stop the trigger; the event stays unacked for redelivery.
-            log.exception("%s: dispatch of %s failed", self.name, received.event.get_id())
+            log.exception(
+                "%s: dispatch of %s failed (operationid %s)",
+                self.name,
+                received.event.get_id(),
+                received.event.get_extension(OPERATION_ID_EXTENSION),
+                extra=_about(received.event),
+            )
         finally:
             slots.release()
 
@@ -182,6 +197,16 @@ class TriggerDispatcher:
                 self.stats.delivered += 1
                 self.stats.latencies.append(time.monotonic() - started)
                 del self.stats.latencies[:-1000]
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "%s: delivered %s (operationid %s) to %s in %.1f ms",
+                        self.name,
+                        event.get_id(),
+                        event.get_extension(OPERATION_ID_EXTENSION),
+                        self.subscriber.url,
+                        (time.monotonic() - started) * 1000,
+                        extra=_about(event),
+                    )
                 return
             await self._dead_letter(event, failure)
         finally:
@@ -208,12 +233,14 @@ class TriggerDispatcher:
             if not retry:
                 return failure
             log.info(
-                "%s: delivery %d/%d of %s failed: %s",
+                "%s: delivery %d/%d of %s (operationid %s) failed: %s",
                 self.name,
                 attempt,
                 attempts,
                 event.get_id(),
+                event.get_extension(OPERATION_ID_EXTENSION),
                 failure.status or failure.error,
+                extra=_about(event),
             )
         return failure
 
@@ -248,10 +275,12 @@ class TriggerDispatcher:
         if self.dead_letter is None:
             self.stats.dropped += 1
             log.warning(
-                "%s: dropped %s after %s (no dead-letter sink)",
+                "%s: dropped %s (operationid %s) after %s (no dead-letter sink)",
                 self.name,
                 event.get_id(),
+                event.get_extension(OPERATION_ID_EXTENSION),
                 failure.status or failure.error,
+                extra=_about(event),
             )
             return
         extensions = dead_letter_extensions(
@@ -271,19 +300,23 @@ class TriggerDispatcher:
             if reply.status is not None and is_success(reply.status):
                 self.stats.dead_lettered += 1
                 log.warning(
-                    "%s: dead-lettered %s to %s after %s",
+                    "%s: dead-lettered %s (operationid %s) to %s after %s",
                     self.name,
                     event.get_id(),
+                    event.get_extension(OPERATION_ID_EXTENSION),
                     self.dead_letter.url,
                     failure.status or failure.error,
+                    extra=_about(event),
                 )
                 return
             if not is_retryable(reply.status):
                 break
         self.stats.dropped += 1
         log.error(
-            "%s: dead-letter sink %s refused %s; event dropped",
+            "%s: dead-letter sink %s refused %s (operationid %s); event dropped",
             self.name,
             self.dead_letter.url,
             event.get_id(),
+            event.get_extension(OPERATION_ID_EXTENSION),
+            extra=_about(event),
         )

@@ -6,16 +6,20 @@ Requests enter through :meth:`Revision.handle`, which plays the activator and qu
   dropped; the wait is bounded by `timeoutSeconds` ⇒ 504 (knative-semantics.md §1.8, §1.9);
 - `containerConcurrency` > 0 is a hard limit per instance; requests beyond it wait for a free
   slot, and past the queue bound (Knative's activator: 10 000) get 503 (§1.8);
-- requests go to the least busy ready instance.
+- requests are spread over the ready instances with free capacity as Knative's activator does
+  (§1.8): round robin when containerConcurrency > 3, the first available one when it is 1 to 3,
+  the less busy of two random ones when it is 0 (unlimited).
 
 Every second the revision records its average concurrency; every tick its scaler decides how many
 instances it wants, and the revision starts or stops instances to match.
 """
 
 import asyncio
+import itertools
 import json
 import logging
 import math
+import random
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +107,7 @@ class Revision:
     :param launcher: starts instances.
     :param scaler: decides the instance count.
     :param session: the HTTP client used to reach instances (keep-alive, pooled).
+    :param queue_depth: requests that may wait for a free slot; one more gets 503.
     """
 
     def __init__(
@@ -112,12 +117,14 @@ class Revision:
         launcher: Launcher,
         scaler: Scaler,
         session: aiohttp.ClientSession,
+        queue_depth: int = ACTIVATOR_QUEUE_DEPTH,
     ) -> None:
         self.service = service
         self.env = dict(env)
         self.launcher = launcher
         self.scaler = scaler
         self.session = session
+        self.queue_depth = queue_depth
         self.instances: list[Instance] = []
         self.starting = 0
         self.stats = RevisionStats()
@@ -130,6 +137,7 @@ class Revision:
         self._requests_in_bucket = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._turn = itertools.count()
 
     # -- request path (activator + queue-proxy) ------------------------------------------------
 
@@ -151,14 +159,20 @@ class Revision:
         :return: the instance's response, or the activator's 503 (queue full) / 504 (timeout).
         """
         deadline = time.monotonic() + self.service.timeout_seconds
-        if self._waiting >= ACTIVATOR_QUEUE_DEPTH:
+        if self._waiting >= self.queue_depth:
             self.stats.responses_503 += 1
             return _error(503, f"{self.service.name}: pending request queue full")
         self._track(+1)
         self._requests_in_bucket += 1
         self.stats.requests += 1
+        # Counted before the first await: a request waiting for the condition's lock is queued
+        # too, and the bound must see it.
+        self._waiting += 1
         try:
-            instance = await self._acquire(deadline)
+            try:
+                instance = await self._acquire(deadline)
+            finally:
+                self._waiting -= 1
             if instance is None:
                 self.stats.responses_504 += 1
                 return _error(504, f"{self.service.name}: activator request timeout")
@@ -175,25 +189,31 @@ class Revision:
     async def _acquire(self, deadline: float) -> Instance | None:
         limit = self.service.container_concurrency or math.inf
         async with self._capacity:
-            self._waiting += 1
-            try:
-                while True:
-                    candidates = [i for i in self.instances if not i.draining and i.active < limit]
-                    if candidates:
-                        instance = min(candidates, key=lambda i: i.active)
-                        instance.active += 1
-                        return instance
-                    if not self.instances and not self.starting:
-                        self._poke()
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return None
-                    try:
-                        await asyncio.wait_for(self._capacity.wait(), remaining)
-                    except TimeoutError:
-                        return None
-            finally:
-                self._waiting -= 1
+            while True:
+                candidates = [i for i in self.instances if not i.draining and i.active < limit]
+                if candidates:
+                    instance = self._choose(candidates)
+                    instance.active += 1
+                    return instance
+                if not self.ready and not self.starting:
+                    self._poke()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(self._capacity.wait(), remaining)
+                except TimeoutError:
+                    return None
+
+    def _choose(self, candidates: list[Instance]) -> Instance:
+        """Pick an instance with free capacity the way Knative's activator does (§1.8)."""
+        cc = self.service.container_concurrency
+        if cc == 0:
+            pair = random.sample(candidates, 2) if len(candidates) > 1 else candidates
+            return min(pair, key=lambda i: i.active)
+        if cc <= 3:
+            return candidates[0]
+        return candidates[next(self._turn) % len(candidates)]
 
     async def _forward(
         self,

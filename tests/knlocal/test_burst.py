@@ -1,0 +1,110 @@
+"""End to end: a burst from `knlocal burst` scales the services from zero to several and back.
+
+The runtime is started as `make run` starts it (in-memory broker, SQLite, local profile, whose
+short windows let services return to zero in seconds), on free loopback ports with its own data
+folder. The burst sends more than one instance per service can take, so Knative's KPA must scale
+out; the test reads the burst's own JSON report and checks its PNG.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from knlocal.burst import BurstConfig, run_burst
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Bound on waiting for the runtime to start and to stop.
+WAIT_SECONDS = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A `knlocal run` on free ports; yields its ingress and admin addresses."""
+    ingress, broker, admin = _free_port(), _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "INGRESS_PORT": str(ingress),
+        "BROKER_PORT": str(broker),
+        "ADMIN_PORT": str(admin),
+        "DATA_DIR": str(tmp_path / "data"),
+        "BROKER": "inmemory",
+        "STORE": "sqlite",
+        "PROFILE": "local",
+    }
+    log_path = tmp_path / "runtime.log"
+    with open(log_path, "w") as log:
+        # Output to a file, not a pipe: a pipe nobody reads would block the runtime once full.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "knlocal.cli", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while "knlocal: ready" not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "runtime not ready in time"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{ingress}", f"http://127.0.0.1:{admin}"
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_burst_scales_services_from_zero_to_several_and_back(
+    runtime: tuple[str, str], tmp_path: Path
+) -> None:
+    """Every operation ends, none is lost, and the services go 0 → several → 0."""
+    ingress, admin = runtime
+    config = BurstConfig(
+        count=400,
+        rate=200.0,
+        concurrency=64,
+        url=ingress,
+        admin=admin,
+        settle_timeout=20.0,
+        out_dir=tmp_path / "results",
+    )
+    json_path, png_path, report = run_burst(config, ["test_burst"], progress=False)
+
+    assert json.loads(json_path.read_text())["created"] == 400
+    assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert report["accepted"] == 400
+    assert report["completed"] + report["failed"] == 400
+    assert report["completed"] == 400  # every burst name passes the approval rules
+    assert report["lost"] == 0
+    assert report["errors"] == {}
+    services = report["services"]
+    first, last = report["samples"][0], report["samples"][-1]
+    assert all(count == 0 for count in first["ready"].values()), first
+    assert all(count == 0 for count in last["ready"].values()), last
+    assert report["back_to_zero_s"] is not None
+    # Scaled out: at least one service ran several instances at once, and every service that
+    # handled the flow started from zero at least once.
+    assert max(s["peak_instances"] for s in services.values()) >= 3, services
+    for name in ("operation-create", "user-create", "user-approve", "operation-update"):
+        assert services[name]["cold_starts"] >= 1, (name, services[name])
+    assert sum(s["responses_503"] + s["responses_504"] for s in services.values()) == 0

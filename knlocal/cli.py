@@ -216,6 +216,7 @@ def render(snapshot: dict[str, Any]) -> str:
         "DEAD-LETTERED",
         "DROPPED",
         "IN-FLIGHT",
+        "BACKLOG",
     )
     rows = [
         (
@@ -226,6 +227,7 @@ def render(snapshot: dict[str, Any]) -> str:
             t["dead_lettered"],
             t["dropped"],
             t["in_flight"],
+            t.get("backlog", "-"),
         )
         for name, t in snapshot["triggers"].items()
     ]

@@ -58,11 +58,11 @@ MAX_POLL_RECORDS: Final = 500
 #: How long a poll waits for records before acknowledgements are applied and committed.
 POLL_TIMEOUT_MS: Final = 100
 #: Pause after a poll that returned records, so that under load each poll returns a batch: each
-#: poll costs kafka-python several hand-offs between threads, and they contend for the GIL with
-#: the runtime's event loop. Costs at most this much latency per hop. Measured on this 2-core
-#: machine, `knlocal run` with BROKER=kafka offered 50 users/s, interleaved runs: 38-40 users/s
-#: served with 20 ms, 27-33 with 5 ms.
-POLL_BATCH_SECONDS: Final = 0.02
+#: poll costs kafka-python several hand-offs between threads, whatever it returns. Measured
+#: here, 300 events/s to four consumer groups: 741 polls instead of 1014 for 7200 records (0.64
+#: instead of 0.83 cores, one noisy run each); 20 ms showed no gain on top in the runtime.
+#: Costs at most this much latency per hop.
+POLL_BATCH_SECONDS: Final = 0.005
 #: Least time between two commits of a subscription: a commit is a round trip to Kafka that the
 #: poll thread waits for; under load, committing after every poll would delay every fetch. A
 #: crash redelivers at most this much acknowledged work (at least once, §3.1).

@@ -8,7 +8,6 @@
 """
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -21,7 +20,7 @@ from aiohttp import web
 from knlocal import manifests
 from knlocal.errors import ConfigError, ManifestError
 from knlocal.eventing.backends import registry as backends
-from knlocal.eventing.broker import RunningBroker, ingress_app
+from knlocal.eventing.broker import RunningBroker, ingress_app, json_error
 from knlocal.eventing.delivery import DeliverySpec, effective_delivery
 from knlocal.eventing.dispatcher import Reply, TriggerDispatcher
 from knlocal.eventing.filters import build_trigger_filter
@@ -263,11 +262,11 @@ class Runtime:
             if revision is None:
                 matching = [r for r in routes if r.matches_path(request.path)]
                 if not matching:
-                    return _json_error(404, f"no route for {request.path}")
+                    return json_error(404, f"no route for {request.path}")
                 chosen = next((r for r in matching if r.method in (None, request.method)), None)
                 if chosen is None:
                     allowed = ", ".join(sorted({r.method for r in matching if r.method}))
-                    return _json_error(
+                    return json_error(
                         405,
                         f"method {request.method} not allowed on {request.path}",
                         {"Allow": allowed},
@@ -314,14 +313,3 @@ class Runtime:
             await broker.backend.close()
         if self._session is not None:
             await self._session.close()
-
-
-def _json_error(
-    status: int, message: str, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps({"error": message}),
-        content_type="application/json",
-        headers=headers,
-    )

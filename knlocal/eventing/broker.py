@@ -87,22 +87,22 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
                 },
             )
         if request.method != "POST":
-            return _error(405, f"method {request.method} not allowed; the broker accepts POST")
+            return json_error(405, f"method {request.method} not allowed; the broker accepts POST")
         segments = [s for s in request.path.split("/") if s]
         if not segments:
-            return _error(404, "no broker at /; POST to /<namespace>/<broker>")
+            return json_error(404, "no broker at /; POST to /<namespace>/<broker>")
         if len(segments) != 2:
-            return _error(400, f"expected the path /<namespace>/<broker>; found {request.path}")
+            return json_error(400, f"expected the path /<namespace>/<broker>; found {request.path}")
         broker = brokers.get((segments[0], segments[1]))
         if broker is None:
-            return _error(404, f"no broker {segments[1]!r} in namespace {segments[0]!r}")
+            return json_error(404, f"no broker {segments[1]!r} in namespace {segments[0]!r}")
         try:
             event = decode_http(request.headers, await request.read())
             await broker.ingest(event)
         except InvalidEvent as exc:
-            return _error(400, str(exc))
+            return json_error(400, str(exc))
         except BrokerRejected as exc:
-            return _error(exc.status, exc.message)
+            return json_error(exc.status, exc.message)
         return web.Response(status=202)
 
     app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -110,7 +110,11 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
     return app
 
 
-def _error(status: int, message: str) -> web.Response:
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A JSON error response `{"error": message}`, as every endpoint of the runtime answers."""
     return web.Response(
-        status=status, text=json.dumps({"error": message}), content_type="application/json"
+        status=status,
+        text=json.dumps({"error": message}),
+        content_type="application/json",
+        headers=headers,
     )

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -88,7 +88,6 @@ class TriggerStats:
     dead_lettered: int = 0
     dropped: int = 0
     in_flight: int = 0
-    latencies: list[float] = field(default_factory=list)
 
 
 class TriggerDispatcher:
@@ -195,8 +194,6 @@ class TriggerDispatcher:
             failure = await self._deliver_with_retries(event)
             if failure is None:
                 self.stats.delivered += 1
-                self.stats.latencies.append(time.monotonic() - started)
-                del self.stats.latencies[:-1000]
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
                         "%s: delivered %s (operationid %s) to %s in %.1f ms",

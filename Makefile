@@ -69,7 +69,7 @@ burst: $(STAMP) ## burst of user creations at a running runtime, report + plot i
 	$(BIN)/knlocal burst $(if $(N),-n $(N)) $(if $(RATE),--rate $(RATE)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(URL),--url $(URL)) $(if $(ADMIN),--admin $(ADMIN))
 
 bench: $(STAMP) ## the issue-3 benchmark (cold start, 100/s, sustained rate, vs functions-framework) → bench/results
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean: ## remove local data and logs (not the downloaded servers)
 	rm -rf .data .run/*.log

@@ -10,8 +10,9 @@ data), sharing this machine's cores with Kafka itself and the load generator:
 2. **raw baseline**, same run, same topic shape, same record bytes: kafka-python alone, with the
    same producer settings, one consumer, a commit per poll, and no CloudEvents;
 3. **runtime**: `knlocal burst` (the project's burst driver, as `make bench` uses it) at a steady
-   100 users/s for 20 s through `knlocal run` with BROKER=kafka: `POST /users` latency and time to
-   `completed`; the same with BROKER=inmemory is the baseline.
+   100 users/s for 20 s through `knlocal run` with BROKER=kafka: `POST /users` latency, time to
+   `completed`, and CPU milliseconds per completed user by process role, Kafka's JVM included
+   (bench/cpu.py); the same with BROKER=inmemory is the baseline.
 
 Latencies are p50/p95/p99/max in milliseconds. The result goes to
 bench/results/kafka-<date-time>.json, with the command and the machine (cores, CPU, load).
@@ -36,6 +37,7 @@ from cloudevents.core.v1.event import CloudEvent
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tqdm import tqdm
 
+from bench.cpu import CpuMeter
 from knlocal.burst import Burst, BurstConfig, machine_info, run_burst, summarize
 from knlocal.eventing.backends.kafka import LINGER_MS, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
@@ -180,8 +182,12 @@ def raw_kafka_python(servers: str, count: int) -> dict[str, Any]:
 # --- 3. the runtime at a steady rate ------------------------------------------------------------
 
 
-def through_runtime(broker: str, servers: str, rate: float, seconds: float) -> dict[str, Any]:
-    """`knlocal run` with `broker`, warmed up, then `knlocal burst` at `rate` for `seconds`."""
+def through_runtime(
+    broker: str, kafka_server: PrivateKafka, rate: float, seconds: float
+) -> dict[str, Any]:
+    """`knlocal run` with `broker`, warmed up, then `knlocal burst` at `rate` for `seconds`,
+    with the CPU time each process role (Kafka's JVM included) spent on the burst."""
+    servers = kafka_server.servers
     with tempfile.TemporaryDirectory(prefix=f"bench-{broker}-") as data:
         runtime = RuntimeProcess(
             Path(data),
@@ -199,9 +205,12 @@ def through_runtime(broker: str, servers: str, rate: float, seconds: float) -> d
                 out_dir=RESULTS,
             )
             asyncio.run(Burst(burst(count=20, rate=20.0), progress=False).run())
-            json_path, png_path, report = run_burst(
-                burst(count=int(rate * seconds), rate=rate), ["bench/bench_kafka.py", broker]
-            )
+            assert runtime.process is not None
+            kafka_pid = int(kafka_server.pid_file.read_text().strip())
+            with CpuMeter(runtime.process.pid, {"kafka": kafka_pid}) as meter:
+                json_path, png_path, report = run_burst(
+                    burst(count=int(rate * seconds), rate=rate), ["bench/bench_kafka.py", broker]
+                )
         finally:
             runtime.stop()
     return {
@@ -223,6 +232,7 @@ def through_runtime(broker: str, servers: str, rate: float, seconds: float) -> d
                 "time_to_final_measured_by",
             )
         },
+        "cpu": meter.result(report["completed"]),
     }
 
 
@@ -261,9 +271,11 @@ def main(argv: list[str] | None = None) -> int:
                 / result["raw_kafka_python"]["events_per_second"],
                 3,
             )
-            result["runtime_kafka"] = through_runtime("kafka", servers, args.rate, args.seconds)
+            result["runtime_kafka"] = through_runtime(
+                "kafka", kafka_server, args.rate, args.seconds
+            )
             result["runtime_inmemory_baseline"] = through_runtime(
-                "inmemory", servers, args.rate, args.seconds
+                "inmemory", kafka_server, args.rate, args.seconds
             )
         finally:
             kafka_server.stop()
@@ -279,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": result["backend_to_raw_ratio"],
         "kafka: time to completed (ms)": result["runtime_kafka"]["time_to_final_ms"],
         "inmemory: time to completed (ms)": result["runtime_inmemory_baseline"]["time_to_final_ms"],
+        "kafka: CPU ms per user": result["runtime_kafka"]["cpu"]["cpu_ms_per_user"],
+        "inmemory: CPU ms per user": result["runtime_inmemory_baseline"]["cpu"]["cpu_ms_per_user"],
     }
     print(json.dumps(summary, indent=2))
     print(f"written to {output}")

@@ -12,6 +12,7 @@ Parts (all on loopback, bounded in count and time; the load generator shares the
 - **functions_framework**: our function server vs GoogleCloudPlatform's functions-framework
   serving the same user-approve logic (bench/ff_user_approve.py) with the same gunicorn settings:
   requests/s at a fixed concurrency, and cold start (exec to first reply), as ratios.
+- **cpu** (in load_100): CPU milliseconds per completed user by process role (bench/cpu.py).
 - **profile**: py-spy's top frames of the runtime and of one function during load_100.
 
 Every part records `os.getloadavg()` before and after: other work on the machine shows there.
@@ -39,6 +40,7 @@ from typing import Any
 import aiohttp
 from tqdm import tqdm
 
+from bench.cpu import CpuMeter
 from knlocal.burst import BurstConfig, machine_info, run_burst, summarize
 from knlocal.serving.instances import GunicornLauncher
 from knlocal.serving.zygote import ForkLauncher
@@ -264,7 +266,7 @@ def runtime_under_load(out: Path, steps: tuple[int, ...], profile: bool) -> dict
         profiles: dict[str, Any] = {}
         if profile:
             pool = concurrent_profile(pid, out)
-        results["load_100"] = _timed(lambda: _burst_figures(_burst(ingress, admin, 100, 20, out)))
+        results["load_100"] = _timed(partial(_measured_burst, ingress, admin, pid, out))
         if profile:
             profiles = pool()
         results["profile"] = profiles
@@ -289,6 +291,13 @@ def runtime_under_load(out: Path, steps: tuple[int, ...], profile: bool) -> dict
             "steps": sustained,
         }
     return results
+
+
+def _measured_burst(ingress: str, admin: str, runtime_pid: int, out: Path) -> dict[str, Any]:
+    """100 users/s for 20 s, with the CPU time each process role spent on them."""
+    with CpuMeter(runtime_pid) as meter:
+        report = _burst_figures(_burst(ingress, admin, 100, 20, out))
+    return report | {"cpu": meter.result(report["completed"])}
 
 
 def _step(ingress: str, admin: str, rate: int, out: Path) -> dict[str, Any]:
@@ -509,7 +518,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark parts and write the JSON results."""
     parser = argparse.ArgumentParser(
-        prog="bench/run.py", description=__doc__.split("\n\n")[0] if __doc__ else None
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     parser.add_argument(
         "--parts",

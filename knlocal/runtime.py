@@ -62,7 +62,8 @@ class RevisionTarget:
         try:
             response = await (asyncio.wait_for(call, timeout) if timeout else call)
         except TimeoutError:
-            return Reply(None, {}, b"", error=f"no response from {self.url} in {timeout} s")
+            error = f"no response from {self.url} in {timeout} s"
+            return Reply(None, {}, b"", error=error, timed_out=True)
         return Reply(response.status, response.headers, response.body)
 
 
@@ -84,7 +85,8 @@ class HttpTarget:
             ) as response:
                 return Reply(response.status, dict(response.headers), await response.read())
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return Reply(None, {}, b"", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            return Reply(None, {}, b"", error=error, timed_out=isinstance(exc, TimeoutError))
 
 
 class Runtime:

@@ -43,6 +43,11 @@ class BrokerClass:
     #: Events cross binary HTTP hops (ingress → channel → broker-filter) before they are
     #: filtered, so every extension value reaches the filter as a string (§2.3, corrections).
     binary_hops: bool
+    #: broker-filter sits between the channel and the subscriber; when its answer to the
+    #: channel carries no error info (its 502 for a non-event answer, or no answer in time),
+    #: the channel's dead letter gets no `knativeerror*` extensions (`dispatchExecutionInfo
+    #: Transformers` in `event_dispatcher.go`; knative-semantics.md, corrections to §2.6/§2.8).
+    filter_hop_hides_errors: bool
 
     def consumer_group(self, namespace: str, trigger: str) -> str:
         """The consumer group of a Trigger (`triggers-consumergroup-template`, §3.1)."""
@@ -57,6 +62,7 @@ MT_CHANNEL_BASED_BROKER: Final = BrokerClass(
     default_timeout=None,
     retries_non_event_answer=True,
     binary_hops=True,
+    filter_hop_hides_errors=True,
 )
 
 #: The Kafka broker of eventing-kafka-broker (Java data plane) (§3.1).
@@ -67,6 +73,7 @@ KAFKA_BROKER: Final = BrokerClass(
     default_timeout=600.0,
     retries_non_event_answer=False,
     binary_hops=False,
+    filter_hop_hides_errors=False,
 )
 
 #: Class used when a Broker has no class annotation (§3.2: Knative's default class).

@@ -248,9 +248,13 @@ class TriggerDispatcher:
         A failed status fails; a 2xx without body is done; a 2xx whose body is not a
         CloudEvent, or is a malformed one, fails as a 502 (retried only if the class does).
         A well-formed CloudEvent that misses a required attribute passes here: it is sent to
-        the Broker as a reply, whose ingress refuses it.
+        the Broker as a reply, whose ingress refuses it. Where the class's broker-filter hides
+        them, a 502 and a timeout are not reported in the dead letter's extensions.
         """
+        hidden = self.broker_class.filter_hop_hides_errors
         failure = check_status(answer)
+        if failure is not None and answer.timed_out:
+            return Failure(answer, failure.retriable, reported=not hidden)
         if failure is not None or not (answer.body or is_cloudevent(answer.headers)):
             return failure
         try:
@@ -260,7 +264,8 @@ class TriggerDispatcher:
         except InvalidEvent as exc:
             error = f"the subscriber's answer is not a valid CloudEvent: {exc}"
             bad = Reply(502, {}, error.encode(), error=error)
-            return Failure(bad, retriable=self.broker_class.retries_non_event_answer)
+            retriable = self.broker_class.retries_non_event_answer
+            return Failure(bad, retriable, reported=not hidden)
         return None
 
     def _reply_message(
@@ -295,12 +300,16 @@ class TriggerDispatcher:
                 extra=_about(event),
             )
             return
-        extensions = dead_letter_extensions(
-            destination=destination,
-            status=answer.status,
-            body=answer.body if answer.status is not None else answer.error.encode(),
-            headers=answer.headers,
-            broker_class=self.broker_class,
+        extensions = (
+            dead_letter_extensions(
+                destination=destination,
+                status=answer.status,
+                body=answer.body if answer.status is not None else answer.error.encode(),
+                headers=answer.headers,
+                broker_class=self.broker_class,
+            )
+            if failure.reported
+            else {}
         )
         dead = replace_attributes(event, extensions, remove=(ttl.TTL_EXTENSION,))
         headers, body = encode_binary(dead)

@@ -27,6 +27,8 @@ class Reply:
     body: bytes
     #: Transport error or timeout text when `status` is None.
     error: str = ""
+    #: No answer came within the request timeout.
+    timed_out: bool = False
 
 
 class Target(Protocol):
@@ -46,6 +48,8 @@ class Failure:
 
     answer: Reply
     retriable: bool
+    #: False: the dead letter carries no `knativeerror*` extensions for this failure.
+    reported: bool = True
 
 
 #: Classifies an answer: None when it is a success, else the failure.

@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import pytest
@@ -183,6 +183,8 @@ async def dispatch_one(
     filter_attributes: dict[str, str] | None = None,
     reply_url: str | None = None,
     format: str | None = None,
+    timeout: float | None = None,
+    delay: float = 0.0,
     event: CloudEvent | None = None,
 ) -> Outcome:
     """Put the original event in a broker and let a Trigger's dispatcher handle it.
@@ -197,7 +199,7 @@ async def dispatch_one(
     observer = await backend.subscribe("observer", ordered=False)
     assert isinstance(trigger_queue, MemorySubscription)
     assert isinstance(observer, MemorySubscription)
-    subscriber = Endpoint(respond)
+    subscriber = Endpoint(respond, delay=delay)
     sink = Endpoint(dead_letter or ACCEPT)
     try:
         started_url = await subscriber.start()
@@ -215,7 +217,7 @@ async def dispatch_one(
                     {"filter": {"attributes": {"type": filter_type} | (filter_attributes or {})}},
                     broker_class,
                 ),
-                delivery=delivery(retry, backoff_delay, format),
+                delivery=replace(delivery(retry, backoff_delay, format), timeout=timeout),
                 subscriber=HttpTarget(session, url),
                 dead_letter=dls,
                 subscription=trigger_queue,
@@ -252,6 +254,8 @@ class Case:
     code: str | None = None
     #: Expected decoded `knativeerrordata`; None: not checked.
     data: bytes | None = None
+    #: The dead letter carries the `knativeerror*` extensions.
+    reported: bool = True
 
 
 # retry = 2 throughout: a retried delivery makes 1 + 2 = 3 attempts (§2.7).
@@ -269,8 +273,10 @@ CASES: dict[str, Case] = {
     "200-empty-is-done": Case(answer(200), MT, 1),
     "204-is-done": Case(answer(204), MT, 1),
     # §2.6: a non-CloudEvent body: MT answers 502 (retried) then DLS; Kafka: DLS, no retry.
+    # MT's dead letter then has no knativeerror* extensions: broker-filter's 502 carries no
+    # error info (event_dispatcher.go dispatchExecutionInfoTransformers; corrections to §2.8).
     "mt-200-not-an-event-retried-then-dls": Case(
-        answer(200, b"ok", "text/plain"), MT, 3, dead_lettered=True, code="502"
+        answer(200, b"ok", "text/plain"), MT, 3, dead_lettered=True, reported=False
     ),
     "kafka-200-not-an-event-dls-at-once": Case(
         answer(200, b"ok", "text/plain"), KAFKA, 1, dead_lettered=True
@@ -309,7 +315,12 @@ def test_s2_6_to_s2_8_outcome_by_subscriber_answer(case: Case) -> None:
             TYPE,
             {"name": "Ada"},
         )
-        assert dead.get_extension("knativeerrordest") == outcome.subscriber_url
+        if not case.reported:
+            assert {"knativeerrordest", "knativeerrorcode", "knativeerrordata"}.isdisjoint(
+                dead.get_attributes()
+            )
+        else:
+            assert dead.get_extension("knativeerrordest") == outcome.subscriber_url
         if case.code is not None:
             assert dead.get_extension("knativeerrorcode") == case.code
         if case.data is not None:
@@ -513,7 +524,32 @@ def test_s2_6_malformed_structured_reply_is_a_502_retried() -> None:
     outcome = asyncio.run(dispatch_one(respond, retry=2))
     assert len(outcome.subscriber) == 3
     [request] = outcome.dead_letter
-    assert request.event().get_extension("knativeerrorcode") == "502"
+    assert request.event().get_extension("knativeerrorcode") is None
+
+
+# (id, broker class, extensions the dead letter of a timed-out delivery carries)
+TIMEOUTS: list[tuple[str, BrokerClass, set[str]]] = [
+    # Corrections to §2.8: the channel gets no answer from broker-filter: no error info.
+    ("mt-no-extensions", MT, set()),
+    # §2.8 Kafka: no HTTP response ⇒ only knativeerrordest.
+    ("kafka-dest-only", KAFKA, {"knativeerrordest"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("broker_class", "extensions"), [row[1:] for row in TIMEOUTS], ids=[r[0] for r in TIMEOUTS]
+)
+def test_s2_7_s2_8_timed_out_delivery_is_retried_then_dead_lettered(
+    broker_class: BrokerClass, extensions: set[str]
+) -> None:
+    """`delivery.timeout` elapses: retried (no response, §2.7), then the DLS (§2.8)."""
+    outcome = asyncio.run(
+        dispatch_one(answer(202), broker_class=broker_class, retry=1, delay=0.3, timeout=0.05)
+    )
+    assert len(outcome.subscriber) == 2
+    [request] = outcome.dead_letter
+    error = {"knativeerrordest", "knativeerrorcode", "knativeerrordata"}
+    assert error & set(request.event().get_attributes()) == extensions
 
 
 # (id, delivery.format, content type the subscriber sees, whether ce- headers are used)

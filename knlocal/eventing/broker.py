@@ -8,7 +8,6 @@ request makes it answer another 5xx.
 """
 
 import json
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -27,7 +26,7 @@ from knlocal.eventing.events import (
 from knlocal.eventing.sender import Reply
 from knlocal.manifests import Broker
 
-log = logging.getLogger("knlocal.eventing")
+_JSON = {"Content-Type": "application/json"}
 
 
 class BrokerRejected(Exception):
@@ -99,9 +98,9 @@ class BrokerTarget:
         try:
             await self.broker.ingest(decode_http(headers, body))
         except InvalidEvent as exc:
-            return Reply(400, {}, str(exc).encode())
+            return Reply(400, _JSON, error_body(str(exc)))
         except BrokerRejected as exc:
-            return Reply(exc.status, {}, exc.message.encode())
+            return Reply(exc.status, _JSON, error_body(exc.message))
         return Reply(202, {}, b"")
 
 
@@ -144,11 +143,16 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
     return app
 
 
+def error_body(message: str) -> bytes:
+    """The body of every error the runtime answers: `{"error": message}`."""
+    return json.dumps({"error": message}).encode()
+
+
 def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """A JSON error response `{"error": message}`, as every endpoint of the runtime answers."""
     return web.Response(
         status=status,
-        text=json.dumps({"error": message}),
+        body=error_body(message),
         content_type="application/json",
         headers=headers,
     )

@@ -13,9 +13,18 @@ from typing import Any
 import yaml
 
 from knlocal.errors import ManifestError
-from knlocal.eventing.classes import BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS
+from knlocal.eventing.classes import (
+    BROKER_CLASS_ANNOTATION,
+    DEFAULT_BROKER_CLASS,
+    BrokerClass,
+    broker_class_named,
+)
+from knlocal.eventing.delivery import DeliverySpec, Destination
 from knlocal.eventing.filters import validate_trigger_filters
 from knlocal.settings import Settings
+
+#: Kafka broker Trigger annotation selecting per-partition order (§3.1).
+DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
 
 #: The name of the local profile's ConfigMap whose keys override config-autoscaler.
 LOCAL_AUTOSCALER_PROFILE = "config-autoscaler-local-profile"
@@ -51,20 +60,24 @@ class Broker:
 
     name: str
     namespace: str
-    broker_class: str
+    broker_class: BrokerClass
     config: Mapping[str, Any] | None
-    delivery: Mapping[str, Any] | None
+    delivery: DeliverySpec | None
 
 
 @dataclass(frozen=True)
 class Trigger:
-    """A Trigger; `spec` is kept whole for the filter and delivery parsers."""
+    """A Trigger; `spec` is kept whole for the filter parser (filters.py)."""
 
     name: str
     namespace: str
     broker: str
     spec: Mapping[str, Any]
     annotations: Mapping[str, str]
+    subscriber: Destination
+    delivery: DeliverySpec | None
+    #: `kafka.eventing.knative.dev/delivery.order: ordered` (§3.1).
+    ordered: bool
 
 
 @dataclass(frozen=True)
@@ -151,28 +164,9 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
         if kind == "serving.knative.dev/v1/Service":
             services[name] = _service(path, name, namespace, spec)
         elif kind == "eventing.knative.dev/v1/Broker":
-            annotations = meta.get("annotations") or {}
-            brokers[(namespace, name)] = Broker(
-                name=name,
-                namespace=namespace,
-                broker_class=annotations.get(BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS),
-                config=spec.get("config"),
-                delivery=spec.get("delivery"),
-            )
+            brokers[(namespace, name)] = _broker(path, name, namespace, meta, spec)
         elif kind == "eventing.knative.dev/v1/Trigger":
-            try:
-                validate_trigger_filters(spec)
-            except ManifestError as exc:
-                raise ManifestError(f"{path}: Trigger {name}: {exc}") from None
-            triggers.append(
-                Trigger(
-                    name=name,
-                    namespace=namespace,
-                    broker=_require(spec, "broker", path),
-                    spec=spec,
-                    annotations=meta.get("annotations") or {},
-                )
-            )
+            triggers.append(_trigger(path, name, namespace, meta, spec))
             origins.append((path, triggers[-1]))
         elif kind == "sources.knative.dev/v1/SinkBinding":
             subject = _require(spec, "subject", path)
@@ -234,6 +228,50 @@ def _service(path: Path, name: str, namespace: str, spec: Mapping[str, Any]) -> 
     )
 
 
+def _broker(
+    path: Path, name: str, namespace: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> Broker:
+    annotations = meta.get("annotations") or {}
+    try:
+        class_name = annotations.get(BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS.name)
+        return Broker(
+            name=name,
+            namespace=namespace,
+            broker_class=broker_class_named(class_name),
+            config=spec.get("config"),
+            delivery=DeliverySpec.from_manifest(spec.get("delivery")),
+        )
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: Broker {namespace}/{name}: {exc}") from None
+
+
+def _trigger(
+    path: Path, name: str, namespace: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> Trigger:
+    annotations = meta.get("annotations") or {}
+    try:
+        validate_trigger_filters(spec)
+        order = str(annotations.get(DELIVERY_ORDER_ANNOTATION, "unordered")).lower()
+        if order not in ("ordered", "unordered"):
+            raise ManifestError(
+                f"{DELIVERY_ORDER_ANNOTATION}: expected ordered or unordered, found {order!r}"
+            )
+        return Trigger(
+            name=name,
+            namespace=namespace,
+            broker=_require(spec, "broker", path),
+            spec=spec,
+            annotations=annotations,
+            subscriber=Destination.from_manifest(
+                _require(spec, "subscriber", path), field="spec.subscriber"
+            ),
+            delivery=DeliverySpec.from_manifest(spec.get("delivery")),
+            ordered=order == "ordered",
+        )
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: Trigger {name}: {exc}") from None
+
+
 def _routes(path: Path, spec: Mapping[str, Any]) -> Iterator[Route]:
     for rule in spec.get("http") or []:
         authority = (rule.get("rewrite") or {}).get("authority", "")
@@ -256,20 +294,19 @@ def _routes(path: Path, spec: Mapping[str, Any]) -> Iterator[Route]:
 def _check_references(
     system: System, origins: list[tuple[Path, Trigger | SinkBinding | Route]]
 ) -> None:
-    def service_ref(where: str, dest: Mapping[str, Any] | None) -> None:
-        ref = (dest or {}).get("ref")
-        if ref and ref.get("kind") == "Service" and ref.get("name") not in system.services:
-            raise ManifestError(f"{where} refers to Knative Service {ref.get('name')!r}: not found")
+    def service_ref(where: str, dest: Destination | None) -> None:
+        ref = None if dest is None else dest.ref
+        if ref is not None and ref.kind == "Service" and ref.name not in system.services:
+            raise ManifestError(f"{where} refers to Knative Service {ref.name!r}: not found")
 
     for path, item in origins:
         if isinstance(item, Trigger):
             where = f"{path}: Trigger {item.namespace}/{item.name}"
             if (item.namespace, item.broker) not in system.brokers:
                 raise ManifestError(f"{where} refers to Broker {item.broker!r}: not found")
-            service_ref(where, item.spec.get("subscriber"))
-            service_ref(
-                where + " dead-letter sink", (item.spec.get("delivery") or {}).get("deadLetterSink")
-            )
+            service_ref(where, item.subscriber)
+            sink = None if item.delivery is None else item.delivery.dead_letter_sink
+            service_ref(where + " dead-letter sink", sink)
         elif isinstance(item, SinkBinding):
             if item.subject not in system.services:
                 raise ManifestError(

@@ -20,10 +20,11 @@ from aiohttp import web
 from knlocal import manifests
 from knlocal.errors import ConfigError, ManifestError
 from knlocal.eventing.backends import registry as backends
-from knlocal.eventing.broker import RunningBroker, ingress_app, json_error
-from knlocal.eventing.delivery import DeliverySpec, effective_delivery
-from knlocal.eventing.dispatcher import Reply, TriggerDispatcher
+from knlocal.eventing.broker import BrokerTarget, RunningBroker, ingress_app, json_error
+from knlocal.eventing.delivery import Destination, effective_delivery
+from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.filters import build_trigger_filter
+from knlocal.eventing.sender import Reply
 from knlocal.manifests import System
 from knlocal.observability import metrics_app
 from knlocal.serving.revision import Revision
@@ -45,8 +46,6 @@ PASSTHROUGH_ENV = frozenset(
         "DYNAMODB_TABLE_PREFIX",
     }
 )
-#: Kafka broker Trigger annotation selecting per-partition order (§3.1).
-DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
 
 
 class RevisionTarget:
@@ -58,12 +57,13 @@ class RevisionTarget:
         self.url = f"http://{revision.service.cluster_host}{self.path if path else ''}"
 
     async def send(self, headers: Mapping[str, str], body: bytes, timeout: float | None) -> Reply:
-        """See :class:`knlocal.eventing.dispatcher.Target`."""
+        """See :class:`knlocal.eventing.sender.Target`."""
         call = self.revision.handle("POST", self.path, headers, body)
         try:
             response = await (asyncio.wait_for(call, timeout) if timeout else call)
         except TimeoutError:
-            return Reply(None, {}, b"", error=f"no response from {self.url} in {timeout} s")
+            error = f"no response from {self.url} in {timeout} s"
+            return Reply(None, {}, b"", error=error, timed_out=True)
         return Reply(response.status, response.headers, response.body)
 
 
@@ -75,7 +75,7 @@ class HttpTarget:
         self.url = url
 
     async def send(self, headers: Mapping[str, str], body: bytes, timeout: float | None) -> Reply:
-        """See :class:`knlocal.eventing.dispatcher.Target`."""
+        """See :class:`knlocal.eventing.sender.Target`."""
         try:
             async with self.session.post(
                 self.url,
@@ -85,7 +85,8 @@ class HttpTarget:
             ) as response:
                 return Reply(response.status, dict(response.headers), await response.read())
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return Reply(None, {}, b"", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            return Reply(None, {}, b"", error=error, timed_out=isinstance(exc, TimeoutError))
 
 
 class Runtime:
@@ -193,22 +194,20 @@ class Runtime:
         raise ManifestError(f"cannot resolve sink {sink!r}: expected a Broker ref or a uri")
 
     def _target(
-        self, destination: Mapping[str, Any], session: aiohttp.ClientSession, where: str
+        self, destination: Destination, session: aiohttp.ClientSession, where: str
     ) -> RevisionTarget | HttpTarget:
-        ref = destination.get("ref")
-        uri = destination.get("uri")
-        if ref:
-            if ref.get("kind") != "Service" or ref.get("apiVersion") != "serving.knative.dev/v1":
+        ref, uri = destination.ref, destination.uri
+        if ref is not None:
+            if ref.kind != "Service" or ref.api_version != "serving.knative.dev/v1":
                 raise ManifestError(
                     f"{where}: the local runtime resolves refs to Knative Services"
-                    f" (serving.knative.dev/v1 Service);"
-                    f" found {ref.get('apiVersion')} {ref.get('kind')}"
+                    f" (serving.knative.dev/v1 Service); found {ref.api_version} {ref.kind}"
                 )
             # §2.4: ref + uri ⇒ uri is relative to the ref's URL.
-            return RevisionTarget(self.revisions[ref["name"]], str(uri or ""))
-        if uri and str(uri).startswith(("http://", "https://")):
-            return HttpTarget(session, str(uri))
-        raise ManifestError(f"{where}: expected a ref or an absolute uri; found {destination!r}")
+            return RevisionTarget(self.revisions[ref.name], uri or "")
+        if uri is not None and uri.startswith(("http://", "https://")):
+            return HttpTarget(session, uri)
+        raise ManifestError(f"{where}: expected a ref or an absolute http(s) uri; found {uri!r}")
 
     async def _dispatcher(
         self, trigger: manifests.Trigger, session: aiohttp.ClientSession
@@ -216,41 +215,25 @@ class Runtime:
         where = f"Trigger {trigger.namespace}/{trigger.name}"
         broker = self.brokers[(trigger.namespace, trigger.broker)]
         broker_class = broker.broker.broker_class
-        delivery = effective_delivery(
-            DeliverySpec.from_manifest(
-                broker.broker.delivery, field=f"Broker {broker.broker.name}: spec.delivery"
-            ),
-            DeliverySpec.from_manifest(
-                trigger.spec.get("delivery"), field=f"{where}: spec.delivery"
-            ),
-            broker_class,
-        )
+        delivery = effective_delivery(broker.broker.delivery, trigger.delivery, broker_class)
         dead_letter = None
         if delivery.dead_letter_sink is not None:
-            sink: Mapping[str, Any] = (
-                (trigger.spec.get("delivery") or {}).get("deadLetterSink")
-                or (broker.broker.delivery or {}).get("deadLetterSink")
-                or {}
+            dead_letter = self._target(
+                delivery.dead_letter_sink, session, where + " dead-letter sink"
             )
-            dead_letter = self._target(sink, session, where + " dead-letter sink")
-        order = trigger.annotations.get(DELIVERY_ORDER_ANNOTATION, "unordered").lower()
-        if order not in ("ordered", "unordered"):
-            raise ManifestError(
-                f"{where}: {DELIVERY_ORDER_ANNOTATION} must be ordered or unordered;"
-                f" found {order!r}"
-            )
-        group = f"knative-trigger-{trigger.namespace}-{trigger.name}"
+        broker_url = self.broker_urls[f"{trigger.namespace}/{trigger.broker}"]
+        group = broker_class.consumer_group(trigger.namespace, trigger.name)
         return TriggerDispatcher(
             name=f"{trigger.namespace}/{trigger.name}",
             namespace=trigger.namespace,
             broker_class=broker_class,
             event_filter=build_trigger_filter(trigger.spec, broker_class),
             delivery=delivery,
-            subscriber=self._target(trigger.spec["subscriber"], session, where),
+            subscriber=self._target(trigger.subscriber, session, where),
             dead_letter=dead_letter,
-            subscription=await broker.backend.subscribe(group, ordered=order == "ordered"),
-            publish_reply=broker.ingest,
-            ordered=order == "ordered",
+            subscription=await broker.backend.subscribe(group, ordered=trigger.ordered),
+            reply=BrokerTarget(broker, broker_url),
+            ordered=trigger.ordered,
         )
 
     def _ingress_app(self) -> web.Application:

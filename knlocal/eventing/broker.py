@@ -1,29 +1,32 @@
 """The broker ingress, with Knative's contract (knative-semantics.md §2.2).
 
-`POST /<namespace>/<broker>` with a binary or structured CloudEvent: `202` once the backend
-stored it; `400` not a valid CloudEvent (or TTL exhausted); `404` unknown broker or path `/`;
-`405` other methods; `503` the backend could not store it. `OPTIONS` answers the WebHook
-handshake.
+`POST /<namespace>/<broker>` with a binary or structured CloudEvent (1.0 or 0.3): `202` once
+the backend stored it; `400` not a valid CloudEvent (checked before the broker is looked up,
+as `ingress_handler.go` does) or TTL exhausted; `404` unknown broker or path `/`; `405` other
+methods; `503` the backend could not store it. `OPTIONS` answers the WebHook handshake. No
+request makes it answer another 5xx.
 """
 
 import json
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from knlocal.errors import BackendError
+from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import BrokerBackend
-from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER
-from knlocal.eventing.dispatcher import TTL_EXTENSION
-from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, replace_attributes
+from knlocal.eventing.events import (
+    BaseCloudEvent,
+    InvalidEvent,
+    as_binary_hop,
+    decode_http,
+    replace_attributes,
+)
+from knlocal.eventing.sender import Reply
 from knlocal.manifests import Broker
 
-log = logging.getLogger("knlocal.eventing")
-
-#: The MT broker's starting TTL (§2.9).
-MAX_TTL = 255
+_JSON = {"Content-Type": "application/json"}
 
 
 class BrokerRejected(Exception):
@@ -47,10 +50,14 @@ class RunningBroker:
     async def ingest(self, event: BaseCloudEvent) -> None:
         """Apply the class's ingress rules and store the event.
 
-        :raises BrokerRejected: 400 when the TTL is exhausted; 503 when the backend failed.
+        :raises BrokerRejected: 400 when the TTL is exhausted or an extension value cannot
+            cross a binary hop; 503 when the backend failed.
         """
-        if self.broker.broker_class == MT_CHANNEL_BASED_BROKER:
-            event = _with_ttl(event)
+        try:
+            event = self._admit(event)
+        except InvalidEvent as exc:
+            self.rejected += 1
+            raise BrokerRejected(400, str(exc)) from exc
         try:
             await self.backend.publish(event)
         except BackendError as exc:
@@ -59,18 +66,42 @@ class RunningBroker:
             raise BrokerRejected(503, message) from exc
         self.accepted += 1
 
+    def _admit(self, event: BaseCloudEvent) -> BaseCloudEvent:
+        broker_class = self.broker.broker_class
+        if broker_class.max_ttl is not None:
+            # §2.9: set to 255 if absent, else decrement; ≤ 0 ⇒ 400. Also stamp the arrival.
+            event_ttl = ttl.next_ttl(event, broker_class.max_ttl)
+            if event_ttl <= 0:
+                raise InvalidEvent(f"event {event.get_id()} exhausted its {ttl.TTL_EXTENSION}")
+            arrival = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            event = replace_attributes(
+                event, {ttl.TTL_EXTENSION: event_ttl, "knativearrivaltime": arrival}
+            )
+        # Corrections to §2.3: ingress → channel → broker-filter are binary HTTP hops.
+        return as_binary_hop(event) if broker_class.binary_hops else event
 
-def _with_ttl(event: BaseCloudEvent) -> BaseCloudEvent:
-    # §2.9: set to 255 if absent, else decrement; ≤ 0 ⇒ 400. Also stamp the arrival time.
-    raw = event.get_extension(TTL_EXTENSION)
-    try:
-        ttl = MAX_TTL if raw is None else int(raw) - 1
-    except (TypeError, ValueError):
-        ttl = MAX_TTL
-    if raw is not None and ttl <= 0:
-        raise BrokerRejected(400, f"event {event.get_id()} exhausted its {TTL_EXTENSION}")
-    arrival = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    return replace_attributes(event, {TTL_EXTENSION: ttl, "knativearrivaltime": arrival})
+
+class BrokerTarget:
+    """A Broker as the destination of its Triggers' replies: its ingress, in process.
+
+    The reply crosses the same decoding and checks as an HTTP request to the ingress.
+
+    :param url: the Broker's address, reported as `knativeerrordest` when it refuses a reply.
+    """
+
+    def __init__(self, broker: RunningBroker, url: str) -> None:
+        self.broker = broker
+        self.url = url
+
+    async def send(self, headers: Mapping[str, str], body: bytes, timeout: float | None) -> Reply:
+        """See :class:`knlocal.eventing.sender.Target`; the ingress answers at once."""
+        try:
+            await self.broker.ingest(decode_http(headers, body))
+        except InvalidEvent as exc:
+            return Reply(400, _JSON, error_body(str(exc)))
+        except BrokerRejected as exc:
+            return Reply(exc.status, _JSON, error_body(exc.message))
+        return Reply(202, {}, b"")
 
 
 def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Application:
@@ -93,14 +124,16 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
             return json_error(404, "no broker at /; POST to /<namespace>/<broker>")
         if len(segments) != 2:
             return json_error(400, f"expected the path /<namespace>/<broker>; found {request.path}")
+        try:
+            # §2.2 (corrections): the event is decoded and validated before the broker lookup.
+            event = decode_http(request.headers, await request.read())
+        except InvalidEvent as exc:
+            return json_error(400, str(exc))
         broker = brokers.get((segments[0], segments[1]))
         if broker is None:
             return json_error(404, f"no broker {segments[1]!r} in namespace {segments[0]!r}")
         try:
-            event = decode_http(request.headers, await request.read())
             await broker.ingest(event)
-        except InvalidEvent as exc:
-            return json_error(400, str(exc))
         except BrokerRejected as exc:
             return json_error(exc.status, exc.message)
         return web.Response(status=202)
@@ -110,11 +143,16 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
     return app
 
 
+def error_body(message: str) -> bytes:
+    """The body of every error the runtime answers: `{"error": message}`."""
+    return json.dumps({"error": message}).encode()
+
+
 def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """A JSON error response `{"error": message}`, as every endpoint of the runtime answers."""
     return web.Response(
         status=status,
-        text=json.dumps({"error": message}),
+        body=error_body(message),
         content_type="application/json",
         headers=headers,
     )

@@ -4,8 +4,8 @@ Parses ``spec.delivery`` of Brokers and Triggers as Knative validates it, works 
 delivery that applies to a Trigger, and gives the exact retry, backoff and dead-letter
 rules of each emulated class (knative-semantics.md §2.7, §2.8, §6):
 
-* ``MTChannelBasedBroker`` (Go): the Trigger's delivery replaces the Broker's as a whole
-  (its dead-letter sink falls back to the Broker's); retry k waits ``d·2^(k-1)``
+* ``MTChannelBasedBroker`` (Go): the Trigger's delivery replaces the Broker's as a whole,
+  dead-letter sink included; retry k waits ``d·2^(k-1)``
   (exponential) or ``d·(k-1)`` (linear), and only when both policy and delay are set.
 * ``Kafka`` (Java): Trigger and Broker delivery merge field by field; with ``retry`` set
   the controller defaults the delay to 1 s and the policy to exponential; retry k waits
@@ -20,13 +20,13 @@ import base64
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from knlocal.errors import ManifestError
-from knlocal.eventing.classes import KAFKA_BROKER, check_broker_class
+from knlocal.eventing.classes import BrokerClass, DataPlane
 
 __all__ = [
     "BROKER_DEFAULT_DELIVERY",
@@ -370,15 +370,17 @@ def _merge_kafka_egress(trigger: _KafkaEgress, broker: _KafkaEgress) -> _KafkaEg
 
 
 def effective_delivery(
-    broker: DeliverySpec | None, trigger: DeliverySpec | None, broker_class: str
+    broker: DeliverySpec | None, trigger: DeliverySpec | None, broker_class: BrokerClass
 ) -> DeliverySpec:
     """Work out the delivery a Trigger's events get.
 
     A Broker without ``spec.delivery`` gets :data:`BROKER_DEFAULT_DELIVERY`, whatever
     its class (knative-semantics.md §2.7). Then, per class:
 
-    * MT: the Trigger's delivery, if it has one, replaces the Broker's as a whole; the
-      dead-letter sink is the Trigger's, else the Broker's.
+    * MT: the Trigger's delivery, if it has one, replaces the Broker's as a whole: the
+      reconciler copies it to the Subscription, so a Trigger delivery without
+      ``deadLetterSink`` has none (EVENTING ``pkg/reconciler/broker/trigger/trigger.go``;
+      knative-semantics.md, corrections to §2.7).
     * Kafka: both are converted to egress configs (retry set ⇒ delay defaults to 1 s and
       policy to exponential) and merged field by field, the Trigger's non-zero fields
       winning and its policy always winning when it has an egress config. A Trigger
@@ -389,15 +391,10 @@ def effective_delivery(
     :param trigger: the Trigger's ``spec.delivery``, or ``None``.
     :param broker_class: class of the Broker.
     :return: the delivery spec to dispatch with.
-    :raises ManifestError: the broker class is not emulated.
     """
-    check_broker_class(broker_class)
     broker_spec = BROKER_DEFAULT_DELIVERY if broker is None else broker
-    if broker_class != KAFKA_BROKER:
-        chosen = broker_spec if trigger is None else trigger
-        # §2.7: DLS resolution falls back to the Broker's sink.
-        sink = chosen.dead_letter_sink or broker_spec.dead_letter_sink
-        return replace(chosen, dead_letter_sink=sink)
+    if broker_class.data_plane is DataPlane.GO:
+        return broker_spec if trigger is None else trigger
 
     trigger_egress = None if trigger is None else _kafka_egress(trigger)
     broker_egress = _kafka_egress(broker_spec)
@@ -454,7 +451,7 @@ def total_attempts(spec: DeliverySpec) -> int:
     return 1 + (spec.retry or 0)
 
 
-def backoff_seconds(spec: DeliverySpec, retry_number: int, broker_class: str) -> float:
+def backoff_seconds(spec: DeliverySpec, retry_number: int, broker_class: BrokerClass) -> float:
     """Return the wait before retry ``retry_number``, as the broker class computes it.
 
     knative-semantics.md §2.7 (d = ``backoffDelay``, k = ``retry_number``):
@@ -469,13 +466,11 @@ def backoff_seconds(spec: DeliverySpec, retry_number: int, broker_class: str) ->
     :param broker_class: class of the Broker.
     :return: seconds to wait.
     :raises ValueError: ``retry_number`` is below 1.
-    :raises ManifestError: the broker class is not emulated.
     """
     if retry_number < 1:
         raise ValueError(f"retry_number counts from 1, got {retry_number}")
-    check_broker_class(broker_class)
     delay = spec.backoff_delay
-    if broker_class == KAFKA_BROKER:
+    if broker_class.data_plane is DataPlane.JAVA:
         if delay is None or delay <= 0:
             return 0.0
         if spec.backoff_policy is BackoffPolicy.LINEAR:
@@ -497,7 +492,7 @@ def dead_letter_extensions(
     status: int | None,
     body: bytes,
     headers: Mapping[str, str],
-    broker_class: str,
+    broker_class: BrokerClass,
 ) -> dict[str, str]:
     """Return the extensions to add to an event sent to the dead-letter sink (§2.8).
 
@@ -517,10 +512,8 @@ def dead_letter_extensions(
     :param headers: last response headers.
     :param broker_class: class of the Broker.
     :return: extension name to value; values are strings, as they travel in headers.
-    :raises ManifestError: the broker class is not emulated.
     """
-    check_broker_class(broker_class)
-    if broker_class != KAFKA_BROKER:
+    if broker_class.data_plane is DataPlane.GO:
         if status is None:
             status, body = 500, b"dispatch error: " + body
         encoded = base64.b64encode(body).decode("ascii")

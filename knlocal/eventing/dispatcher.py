@@ -1,49 +1,58 @@
-"""One dispatcher per Trigger: filter → deliver → reply → retry with backoff → dead-letter → ack.
+"""One dispatcher per Trigger: filter → subscriber → reply to the Broker → dead letter → ack.
 
-This is the only place these rules live; every backend gets them. Where Knative's broker classes
-disagree (knative-semantics.md §6), the rule of the emulated class applies:
+Every destination is reached through the one send path (:mod:`knlocal.eventing.sender`), as
+Knative's `kncloudevents` `send` does (`pkg/kncloudevents/event_dispatcher.go`): the event goes
+to the subscriber, with retries; an answer carrying a CloudEvent (any 2xx, a 202 included) is a
+reply, sent to the Broker with the same retries; when either send fails, the *original* event
+goes to the dead-letter sink with the error extensions of the destination that failed (the
+subscriber, or the Broker for a reply it refused). The subscriber is never called again because
+its reply failed (knative-semantics.md §2.6, §2.8 and their corrections).
+
+Where the emulated classes disagree (§6), a field of the :class:`BrokerClass` decides:
 
 | | MTChannelBasedBroker (Go) | Kafka (Java) |
 |---|---|---|
 | 2xx with a body that is not a CloudEvent | 502, retried (§2.6) | failed, not retried: DLS |
 | default request timeout | none | 600 s (§2.7) |
 | loop protection | `knativebrokerttl` (§2.9) | none |
+| `delivery.format: json` | structured mode to the subscriber (§2.5) | ignored: binary |
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
+from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import Received, Subscription
-from knlocal.eventing.classes import KAFKA_BROKER
-from knlocal.eventing.delivery import (
-    DeliverySpec,
-    backoff_seconds,
-    dead_letter_extensions,
-    is_retryable,
-    is_success,
-    total_attempts,
-)
+from knlocal.eventing.classes import BrokerClass
+from knlocal.eventing.delivery import DeliverySpec, dead_letter_extensions
 from knlocal.eventing.events import (
     BaseCloudEvent,
+    IncompleteEvent,
     InvalidEvent,
     decode_http,
     encode_binary,
+    encode_structured,
     is_cloudevent,
     replace_attributes,
 )
 from knlocal.eventing.filters import EventFilter, FilterResult
+from knlocal.eventing.sender import (
+    Check,
+    Failure,
+    Reply,
+    RetryPolicy,
+    Sent,
+    Target,
+    check_status,
+    send,
+)
 
 log = logging.getLogger("knlocal.eventing")
 
-#: The loop-protection extension of the MT broker (§2.9).
-TTL_EXTENSION = "knativebrokerttl"
-#: The Kafka broker's per-request timeout when the delivery spec sets none (§2.7).
-KAFKA_DEFAULT_TIMEOUT_SECONDS = 600.0
 #: The extension naming the operation an event belongs to (functions/catalog.py): every log
 #: line about an event carries it, as the functions' JSON lines do, so that one operation's path
 #: can be followed across the runtime and the functions with one grep.
@@ -55,28 +64,6 @@ def _about(event: BaseCloudEvent) -> dict[str, object]:
     return {"operationid": event.get_extension(OPERATION_ID_EXTENSION)}
 
 
-@dataclass(frozen=True)
-class Reply:
-    """What a destination answered."""
-
-    status: int | None
-    headers: Mapping[str, str]
-    body: bytes
-    #: Transport error or timeout text when `status` is None.
-    error: str = ""
-
-
-class Target(Protocol):
-    """A resolved destination (subscriber or dead-letter sink)."""
-
-    #: The URL Knative would report (e.g. in `knativeerrordest`).
-    url: str
-
-    async def send(self, headers: Mapping[str, str], body: bytes, timeout: float | None) -> Reply:
-        """POST an event; never raise for transport errors, return `Reply(status=None)`."""
-        ...
-
-
 @dataclass
 class TriggerStats:
     """Counters a status view and /metrics show."""
@@ -84,6 +71,7 @@ class TriggerStats:
     received: int = 0
     filtered_out: int = 0
     delivered: int = 0
+    #: Retries of any send: to the subscriber, of a reply, to the dead-letter sink.
     retried: int = 0
     dead_lettered: int = 0
     dropped: int = 0
@@ -95,13 +83,13 @@ class TriggerDispatcher:
 
     :param name: `<namespace>/<trigger>`, for logs.
     :param namespace: the Trigger's namespace (sent as `Kn-Namespace`, §2.5).
-    :param broker_class: the emulated class; selects the rules where classes disagree.
+    :param broker_class: the emulated class; its fields decide where classes disagree.
     :param event_filter: the Trigger's filter.
-    :param delivery: the effective delivery spec (Trigger's merged with the Broker's).
+    :param delivery: the effective delivery spec (see `delivery.effective_delivery`).
     :param subscriber: where events go.
     :param dead_letter: where undeliverable events go, or None to drop them.
     :param subscription: the consumer group.
-    :param publish_reply: stores a reply event in the broker; raises if it was not stored.
+    :param reply: the Broker, where replies go (its ingress, §2.6).
     :param parallelism: deliveries in flight at once (unordered); 1 per key when ordered.
     :param ordered: deliver events with the same ordering key one after another.
     """
@@ -111,13 +99,13 @@ class TriggerDispatcher:
         *,
         name: str,
         namespace: str,
-        broker_class: str,
+        broker_class: BrokerClass,
         event_filter: EventFilter,
         delivery: DeliverySpec,
         subscriber: Target,
         dead_letter: Target | None,
         subscription: Subscription,
-        publish_reply: Callable[[BaseCloudEvent], Awaitable[None]],
+        reply: Target,
         parallelism: int = 100,
         ordered: bool = False,
     ) -> None:
@@ -126,10 +114,11 @@ class TriggerDispatcher:
         self.broker_class = broker_class
         self.filter = event_filter
         self.delivery = delivery
+        self.policy = RetryPolicy(delivery, broker_class)
         self.subscriber = subscriber
         self.dead_letter = dead_letter
         self.subscription = subscription
-        self.publish_reply = publish_reply
+        self.reply = reply
         self.parallelism = parallelism
         self.ordered = ordered
         self.stats = TriggerStats()
@@ -191,8 +180,7 @@ class TriggerDispatcher:
         self.stats.in_flight += 1
         started = time.monotonic()
         try:
-            failure = await self._deliver_with_retries(event)
-            if failure is None:
+            if await self._deliver(event):
                 self.stats.delivered += 1
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
@@ -204,110 +192,142 @@ class TriggerDispatcher:
                         (time.monotonic() - started) * 1000,
                         extra=_about(event),
                     )
-                return
-            await self._dead_letter(event, failure)
         finally:
             self.stats.in_flight -= 1
 
-    async def _deliver_with_retries(self, event: BaseCloudEvent) -> Reply | None:
-        """Deliver with the spec's retries; return None on success, else the last failure."""
+    async def _deliver(self, event: BaseCloudEvent) -> bool:
+        """Send to the subscriber, then its reply to the Broker; dead-letter on failure.
+
+        :return: whether the event was delivered (and its reply, if any, stored).
+        """
         # §2.9: the MT broker strips its TTL before the subscriber and puts it on the reply.
-        ttl = event.get_extension(TTL_EXTENSION)
-        outgoing = replace_attributes(event, remove=(TTL_EXTENSION,)) if ttl is not None else event
-        headers, body = encode_binary(outgoing)
+        outgoing, event_ttl = ttl.strip(event)
+        # §2.5: binary mode, unless `delivery.format: json` asks for structured mode.
+        encode = encode_structured if self.delivery.format == "json" else encode_binary
+        headers, body = encode(outgoing)
         headers["Prefer"] = "reply"  # §2.5: always
         headers["Kn-Namespace"] = self.namespace
-        attempts = total_attempts(self.delivery)
-        failure: Reply | None = None
-        for attempt in range(1, attempts + 1):
-            if attempt > 1:
-                self.stats.retried += 1
-                await asyncio.sleep(backoff_seconds(self.delivery, attempt - 1, self.broker_class))
-            reply = await self.subscriber.send(headers, body, self._timeout())
-            failure, retry = await self._outcome(reply, ttl)
-            if failure is None:
-                return None
-            if not retry:
-                return failure
-            log.info(
-                "%s: delivery %d/%d of %s (operationid %s) failed: %s",
-                self.name,
-                attempt,
-                attempts,
-                event.get_id(),
-                event.get_extension(OPERATION_ID_EXTENSION),
-                failure.status or failure.error,
-                extra=_about(event),
-            )
-        return failure
+        sent = await self._send(self.subscriber, headers, body, event, self._check_subscriber)
+        if sent.failure is not None:
+            await self._dead_letter(event, self.subscriber.url, sent.failure)
+            return False
+        reply = self._reply_message(sent.answer, event_ttl)
+        if reply is not None:
+            replied = await self._send(self.reply, *reply, event, check_status)
+            if replied.failure is not None:
+                # Corrections to §2.6/§2.8: the Broker refused the reply (e.g. 400 for an
+                # exhausted TTL): the original goes to the DLS naming the Broker.
+                await self._dead_letter(event, self.reply.url, replied.failure)
+                return False
+        return True
 
-    async def _outcome(self, reply: Reply, ttl: object) -> tuple[Reply | None, bool]:
-        """Classify a response: (None, _) on success, else (failure, retryable)."""
-        if reply.status is None or not is_success(reply.status):
-            return reply, is_retryable(reply.status)
-        # §2.1: a 202 is never a reply; an empty body means no reply.
-        if reply.status == 202 or (not reply.body and not is_cloudevent(reply.headers)):
-            return None, False
-        kafka = self.broker_class == KAFKA_BROKER
+    async def _send(
+        self,
+        target: Target,
+        headers: Mapping[str, str],
+        body: bytes,
+        event: BaseCloudEvent,
+        check: Check,
+    ) -> Sent:
+        sent = await send(
+            target,
+            headers,
+            body,
+            self.policy,
+            check,
+            about=f"{self.name}: {event.get_id()} (operationid"
+            f" {event.get_extension(OPERATION_ID_EXTENSION)})",
+            log_extra=_about(event),
+        )
+        self.stats.retried += sent.attempts - 1
+        return sent
+
+    def _check_subscriber(self, answer: Reply) -> Failure | None:
+        """Classify the subscriber's answer as broker-filter's `writeResponse` does (§2.6).
+
+        A failed status fails; a 2xx without body is done; a 2xx whose body is not a
+        CloudEvent, or is a malformed one, fails as a 502 (retried only if the class does).
+        A well-formed CloudEvent that misses a required attribute passes here: it is sent to
+        the Broker as a reply, whose ingress refuses it. Where the class's broker-filter hides
+        them, a 502 and a timeout are not reported in the dead letter's extensions.
+        """
+        hidden = self.broker_class.filter_hop_hides_errors
+        failure = check_status(answer)
+        if failure is not None and answer.timed_out:
+            return Failure(answer, failure.retriable, reported=not hidden)
+        if failure is not None or not (answer.body or is_cloudevent(answer.headers)):
+            return failure
         try:
-            reply_event = decode_http(reply.headers, reply.body)
+            decode_http(answer.headers, answer.body)
+        except IncompleteEvent:
+            return None
         except InvalidEvent as exc:
-            # §2.6: MT answers 502 (retried); Kafka fails the delivery without retry.
-            bad = Reply(502, {}, str(exc).encode(), error=f"reply is not a CloudEvent: {exc}")
-            return bad, not kafka
-        if ttl is not None:
-            reply_event = replace_attributes(reply_event, {TTL_EXTENSION: ttl})
+            error = f"the subscriber's answer is not a valid CloudEvent: {exc}"
+            bad = Reply(502, {}, error.encode(), error=error)
+            retriable = self.broker_class.retries_non_event_answer
+            return Failure(bad, retriable, reported=not hidden)
+        return None
+
+    def _reply_message(
+        self, answer: Reply, event_ttl: object | None
+    ) -> tuple[Mapping[str, str], bytes] | None:
+        """The reply to send to the Broker, or None when the answer carries no event.
+
+        Any 2xx carrying a CloudEvent is a reply, a 202 included: Knative's dispatcher does
+        not look at the status (`executeRequest`; corrections to §2.1/§2.6).
+        """
+        if not is_cloudevent(answer.headers):
+            return None
         try:
-            await self.publish_reply(reply_event)
-        except Exception as exc:
-            return Reply(None, {}, b"", error=f"storing the reply failed: {exc}"), True
-        return None, False
+            reply = decode_http(answer.headers, answer.body)
+        except IncompleteEvent:
+            # Sent as it came: the Broker's ingress validates it (and refuses it, §2.2).
+            return answer.headers, answer.body
+        return encode_binary(ttl.reattach(reply, event_ttl))
 
-    def _timeout(self) -> float | None:
-        if self.delivery.timeout is not None:
-            return self.delivery.timeout
-        return KAFKA_DEFAULT_TIMEOUT_SECONDS if self.broker_class == KAFKA_BROKER else None
-
-    async def _dead_letter(self, event: BaseCloudEvent, failure: Reply) -> None:
+    async def _dead_letter(self, event: BaseCloudEvent, destination: str, failure: Failure) -> None:
+        """Send the original event, with the error extensions, to the dead-letter sink."""
+        answer = failure.answer
         if self.dead_letter is None:
             self.stats.dropped += 1
             log.warning(
-                "%s: dropped %s (operationid %s) after %s (no dead-letter sink)",
+                "%s: dropped %s (operationid %s) after %s from %s (no dead-letter sink)",
                 self.name,
                 event.get_id(),
                 event.get_extension(OPERATION_ID_EXTENSION),
-                failure.status or failure.error,
+                answer.status or answer.error,
+                destination,
                 extra=_about(event),
             )
             return
-        extensions = dead_letter_extensions(
-            destination=self.subscriber.url,
-            status=failure.status,
-            body=failure.body if failure.status is not None else failure.error.encode(),
-            headers=failure.headers,
-            broker_class=self.broker_class,
+        extensions = (
+            dead_letter_extensions(
+                destination=destination,
+                status=answer.status,
+                body=answer.body if answer.status is not None else answer.error.encode(),
+                headers=answer.headers,
+                broker_class=self.broker_class,
+            )
+            if failure.reported
+            else {}
         )
-        dead = replace_attributes(event, extensions, remove=(TTL_EXTENSION,))
+        dead = replace_attributes(event, extensions, remove=(ttl.TTL_EXTENSION,))
         headers, body = encode_binary(dead)
         # §2.1: DLS delivery is itself retried, with the same policy.
-        for attempt in range(1, total_attempts(self.delivery) + 1):
-            if attempt > 1:
-                await asyncio.sleep(backoff_seconds(self.delivery, attempt - 1, self.broker_class))
-            reply = await self.dead_letter.send(headers, body, self._timeout())
-            if reply.status is not None and is_success(reply.status):
-                self.stats.dead_lettered += 1
-                log.warning(
-                    "%s: dead-lettered %s (operationid %s) to %s after %s",
-                    self.name,
-                    event.get_id(),
-                    event.get_extension(OPERATION_ID_EXTENSION),
-                    self.dead_letter.url,
-                    failure.status or failure.error,
-                    extra=_about(event),
-                )
-                return
-            if not is_retryable(reply.status):
-                break
+        sent = await self._send(self.dead_letter, headers, body, event, check_status)
+        if sent.failure is None:
+            self.stats.dead_lettered += 1
+            log.warning(
+                "%s: dead-lettered %s (operationid %s) to %s after %s from %s",
+                self.name,
+                event.get_id(),
+                event.get_extension(OPERATION_ID_EXTENSION),
+                self.dead_letter.url,
+                answer.status or answer.error,
+                destination,
+                extra=_about(event),
+            )
+            return
         self.stats.dropped += 1
         log.error(
             "%s: dead-letter sink %s refused %s (operationid %s); event dropped",

@@ -9,17 +9,19 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
 
 from knlocal.errors import LocalRuntimeError
 
 __all__ = [
     "BaseCloudEvent",
+    "IncompleteEvent",
     "InvalidEvent",
+    "as_binary_hop",
     "decode_http",
     "decode_kafka",
     "encode_binary",
     "encode_kafka",
+    "encode_structured",
     "is_cloudevent",
     "replace_attributes",
 ]
@@ -29,6 +31,22 @@ _FORMAT = JSONFormat()
 
 class InvalidEvent(LocalRuntimeError, ValueError):
     """A request or record is not a valid CloudEvent."""
+
+
+class IncompleteEvent(InvalidEvent):
+    """A well-formed CloudEvent that lacks a required attribute.
+
+    sdk-go's `binding.ToEvent` decodes it; only `event.Validate()` refuses it (§2.2).
+    """
+
+
+# Context attributes of CloudEvents 1.0 and 0.3; every other attribute is an extension.
+_CONTEXT_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time"}
+    | {"schemaurl", "datacontentencoding"}
+)
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
 
 
 def is_cloudevent(headers: Mapping[str, str]) -> bool:
@@ -56,11 +74,14 @@ def decode_http(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
     try:
         _check_required(lowered, body)
         return ce_http.from_http(ce_http.HTTPMessage(headers=lowered, body=body), _FORMAT)
+    except InvalidEvent:
+        raise
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"structured CloudEvent body is not valid JSON: {exc}") from exc
     except BaseCloudEventException as exc:
         raise InvalidEvent(f"not a valid CloudEvent: {exc}") from exc
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # RecursionError: JSON nested too deep for the parser; still the sender's fault (§2.2).
         raise InvalidEvent(f"not a valid CloudEvent: {exc!r}") from exc
 
 
@@ -81,7 +102,7 @@ def _check_required(headers: Mapping[str, str], body: bytes) -> None:
         present = {k for k, v in parsed.items() if v not in (None, "")}
     missing = [a for a in ("id", "source", "type", "specversion") if a not in present]
     if missing:
-        raise InvalidEvent(
+        raise IncompleteEvent(
             f"not a valid CloudEvent: missing required attribute(s) {', '.join(missing)}"
         )
 
@@ -90,6 +111,58 @@ def encode_binary(event: BaseCloudEvent) -> tuple[dict[str, str], bytes]:
     """Encode an event in HTTP binary content mode: `ce-*` headers, data as the body."""
     message = ce_http.to_binary(event, _FORMAT)
     return message.headers, message.body
+
+
+def encode_structured(event: BaseCloudEvent) -> tuple[dict[str, str], bytes]:
+    """Encode an event in HTTP structured content mode (`application/cloudevents+json`)."""
+    message = ce_http.to_structured(event, _FORMAT)
+    return message.headers, message.body
+
+
+def _go_header_text(name: str, value: Any) -> str:
+    """An extension value as sdk-go's `types.Format` writes it into a binary-mode header.
+
+    Booleans are `true`/`false`; numbers become int32 (a float is truncated, as `Validate`
+    converts it); strings stay. Anything else cannot be written: Knative fails the hop.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if _INT32_MIN <= value <= _INT32_MAX:  # False for NaN too
+            return str(int(value))
+        raise InvalidEvent(f"extension {name}: expected an integer in int32 range, found {value!r}")
+    raise InvalidEvent(
+        f"extension {name}: expected a string, boolean or integer value, found"
+        f" {type(value).__name__} {value!r}"
+    )
+
+
+def as_binary_hop(event: BaseCloudEvent) -> BaseCloudEvent:
+    """The event as it is after a binary-mode HTTP hop between sdk-go components.
+
+    Every extension value becomes the string sdk-go writes in its `ce-` header, so that
+    a structured event's `"amount": 5, "flag": true` reads `"5"` and `"true"` afterwards
+    (knative-semantics.md §2.3, corrections: ingress → channel → broker-filter are binary hops).
+
+    :raises InvalidEvent: an extension value has no CloudEvents type (e.g. a JSON object).
+    """
+    extensions = {
+        name: value
+        for name, value in event.get_attributes().items()
+        if name not in _CONTEXT_ATTRIBUTES and not isinstance(value, str)
+    }
+    if not extensions:
+        return event
+    # A JSON null is an absent attribute (CloudEvents JSON format §3.1).
+    absent = tuple(name for name, value in extensions.items() if value is None)
+    changed = {
+        name: _go_header_text(name, value)
+        for name, value in extensions.items()
+        if value is not None
+    }
+    return replace_attributes(event, changed, remove=absent)
 
 
 def encode_kafka(event: BaseCloudEvent) -> tuple[list[tuple[str, bytes]], bytes | None, bytes]:
@@ -120,7 +193,15 @@ def decode_kafka(
 def replace_attributes(
     event: BaseCloudEvent, set_: Mapping[str, Any] | None = None, remove: tuple[str, ...] = ()
 ) -> BaseCloudEvent:
-    """Return a copy of `event` with attributes set or removed; `data` is untouched (§2.1)."""
+    """Return a copy of `event` with attributes set or removed; `data` is untouched (§2.1).
+
+    The copy has the event's own class, so a CloudEvents 0.3 event stays one (§2.2).
+
+    :raises InvalidEvent: the SDK refuses the new attributes.
+    """
     attributes = {k: v for k, v in event.get_attributes().items() if k not in remove}
     attributes.update(set_ or {})
-    return CloudEvent(attributes, event.get_data())
+    try:
+        return type(event)(attributes, event.get_data())
+    except BaseCloudEventException as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {exc}") from exc

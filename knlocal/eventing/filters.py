@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from knlocal.errors import ManifestError
-from knlocal.eventing.classes import KAFKA_BROKER, check_broker_class
+from knlocal.eventing.classes import BrokerClass, DataPlane
 
 __all__ = [
     "CESQL_UNSUPPORTED",
@@ -509,7 +509,7 @@ def _reject_cesql(element: Mapping[str, Any], path: str) -> None:
 # --- Public API ---------------------------------------------------------------------------
 
 
-def build_trigger_filter(spec: Mapping[str, Any], broker_class: str) -> EventFilter:
+def build_trigger_filter(spec: Mapping[str, Any], broker_class: BrokerClass) -> EventFilter:
     """Build the filter of a Trigger as the given broker class would evaluate it.
 
     A non-empty ``filters`` list overrides ``filter.attributes``; with neither the
@@ -520,11 +520,9 @@ def build_trigger_filter(spec: Mapping[str, Any], broker_class: str) -> EventFil
     :param spec: the Trigger's ``spec`` as loaded from YAML.
     :param broker_class: class of the Trigger's Broker (see :mod:`knlocal.eventing.classes`).
     :return: the filter.
-    :raises ManifestError: a field has the wrong shape, a filter uses ``cesql``, or the
-        broker class is not emulated.
+    :raises ManifestError: a field has the wrong shape or a filter uses ``cesql``.
     """
-    check_broker_class(broker_class)
-    kafka = broker_class == KAFKA_BROKER
+    kafka = broker_class.data_plane is DataPlane.JAVA
     elements = _element_list(spec.get("filters"), "spec.filters")
     if elements:
         if kafka:
@@ -549,7 +547,7 @@ def validate_trigger_filters(spec: Mapping[str, Any]) -> None:
 
     Checks (knative-semantics.md §2.3, EVENTING ``trigger_validation.go``): attribute
     names match ``^[a-z][a-z0-9]*$``; each element of ``filters`` sets one dialect;
-    ``exact``/``prefix``/``suffix`` hold one key; nested ``all``/``any``/``not`` obey
+    nested ``all``/``any``/``not`` obey
     the same rules. The API server's schema checks are added (mappings, lists, string
     values, no unknown dialect), and ``cesql`` is refused since the local runtime
     cannot evaluate it. Every problem found is reported in one error.
@@ -612,7 +610,7 @@ def _validate_element(element: Mapping[str, Any], path: str, problems: list[str]
         )
     for dialect in ("exact", "prefix", "suffix"):
         if element.get(dialect) is not None:
-            _collect(problems, _validate_single_map, element[dialect], f"{path}.{dialect}")
+            _collect(problems, _validate_attribute_map, element[dialect], f"{path}.{dialect}")
     for dialect in ("all", "any"):
         if element.get(dialect) is not None:
             _collect(problems, _validate_list, element[dialect], f"{path}.{dialect}", problems)
@@ -633,11 +631,7 @@ def _is_set(dialect: str, value: Any) -> bool:
     return bool(value)
 
 
-def _validate_single_map(value: Any, path: str) -> None:
-    entries = _string_map(value, path)
-    if len(entries) > 1:
-        raise ManifestError(
-            f"{path}: multiple items found, can have only one key-value "
-            f"(found {len(entries)}: {', '.join(entries)})"
-        )
-    _check_names(entries, path)
+def _validate_attribute_map(value: Any, path: str) -> None:
+    # Several attributes are allowed, all must match: knative/eventing#6477
+    # (trigger_validation_test.go "valid exact/suffix filter containing more than one attribute").
+    _check_names(_string_map(value, path), path)

@@ -34,8 +34,8 @@ from knlocal import manifests
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.backends.kafka import topic_name
-from knlocal.eventing.broker import RunningBroker
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.eventing.broker import BrokerTarget, RunningBroker
+from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec, backoff_seconds
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.filters import build_trigger_filter
@@ -60,7 +60,7 @@ class BackendCase:
 
     name: str
     #: The Broker class selecting it (`eventing.knative.dev/broker.class`).
-    broker_class: str
+    broker_class: BrokerClass
     #: An event delivered but not acknowledged when its consumer crashed is delivered again to
     #: the group's next consumer (Kafka: uncommitted offsets, §3.1; IMC: gone, §2.2).
     redelivers_after_crash: bool
@@ -241,7 +241,9 @@ class Eventing:
             subscriber=HttpTarget(self._session, subscriber.url),
             dead_letter=None if dead_letter is None else HttpTarget(self._session, dead_letter.url),
             subscription=await self.backend.subscribe(group, ordered=ordered),
-            publish_reply=self.running.ingest,
+            reply=BrokerTarget(
+                self.running, f"http://127.0.0.1:8081/{NAMESPACE}/{self.broker.name}"
+            ),
             ordered=ordered,
         )
         self.dispatchers.append(dispatcher)

@@ -237,14 +237,26 @@ def test_non_cloudevent_to_a_function_is_400(runtime: Runtime) -> None:
     assert "expected a CloudEvent" in json.loads(raw)["error"]
 
 
+_VALID_BINARY = {
+    "ce-specversion": "1.0",
+    "ce-id": "e-1",
+    "ce-source": "/test",
+    "ce-type": "dev.example.test",
+    "Content-Type": "application/json",
+}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "headers", "body", "expected_status"),
     [
         ("POST", "/default/default", {"Content-Type": "application/json"}, b"{}", 400),
-        ("POST", "/default/nobroker", {"Content-Type": "application/json"}, b"{}", 404),
+        # ingress_handler.go validates the event before it looks the broker up (corrections
+        # to §2.2): an invalid event to an unknown broker is 400, a valid one 404.
+        ("POST", "/default/nobroker", {"Content-Type": "application/json"}, b"{}", 400),
+        ("POST", "/default/nobroker", _VALID_BINARY, b"{}", 404),
         ("GET", "/default/default", {}, None, 405),
     ],
-    ids=["not-a-cloudevent", "unknown-broker", "get"],
+    ids=["not-a-cloudevent", "invalid-event-to-unknown-broker", "unknown-broker", "get"],
 )
 def test_s2_2_broker_ingress_contract(
     runtime: Runtime,

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from knlocal.errors import ManifestError
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
+from knlocal.eventing.delivery import DeliverySpec, Destination, ObjectRef
 from knlocal.manifests import Route, build, load
 from knlocal.settings import Settings
 
@@ -30,7 +31,7 @@ def autoscaler_file() -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("broker", "broker_class"), BROKERS, ids=[b for b, _ in BROKERS])
-def test_real_manifests_load_for_each_broker(broker: str, broker_class: str) -> None:
+def test_real_manifests_load_for_each_broker(broker: str, broker_class: BrokerClass) -> None:
     """knative/, brokers/<broker>/ and triggers/ load into six services, a broker and routes."""
     system = load(Settings(broker=broker, manifests=ROOT))
     assert set(system.services) == SERVICES
@@ -200,6 +201,21 @@ def test_valid_documents_build() -> None:
     assert len(system.triggers) == 1
 
 
+def test_trigger_is_parsed_once_into_typed_fields() -> None:
+    """Subscriber, delivery (with its dead-letter sink) and ordering are parsed at load."""
+    documents = [
+        service(),
+        broker(),
+        trigger(delivery={"retry": 2, "deadLetterSink": ref("a")}, subscriber=ref("a")),
+    ]
+    [parsed] = build(documents).triggers
+    assert parsed.subscriber == Destination(
+        ObjectRef("serving.knative.dev/v1", "Service", "a", None), None
+    )
+    assert parsed.delivery == DeliverySpec(retry=2, dead_letter_sink=parsed.subscriber)
+    assert parsed.ordered is False
+
+
 # (id, documents, file named, problem named)
 BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
     (
@@ -249,6 +265,62 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
         [service(), broker(), (TRIGGER_FILE, {**trigger()[1], "spec": {"subscriber": ref("a")}})],
         TRIGGER_FILE,
         "missing required field 'broker'",
+    ),
+    # Delivery, subscriber and ordering are parsed at load, once (knative-semantics.md §2.7, §3.1).
+    (
+        "trigger-delivery-negative-retry",
+        [service(), broker(), trigger(delivery={"retry": -1})],
+        TRIGGER_FILE,
+        "spec.delivery.retry: expected an integer >= 0",
+    ),
+    (
+        "trigger-subscriber-relative-uri-alone",
+        [service(), broker(), trigger(subscriber={"uri": "/x"})],
+        TRIGGER_FILE,
+        "spec.subscriber.uri: expected an absolute URI",
+    ),
+    (
+        "trigger-bad-delivery-order",
+        [
+            service(),
+            broker(),
+            (
+                TRIGGER_FILE,
+                {
+                    **trigger()[1],
+                    "metadata": {
+                        "name": "t",
+                        "annotations": {"kafka.eventing.knative.dev/delivery.order": "sorted"},
+                    },
+                },
+            ),
+        ],
+        TRIGGER_FILE,
+        "expected ordered or unordered, found 'sorted'",
+    ),
+    (
+        "broker-bad-delivery-format",
+        [service(), (BROKER_FILE, {**broker()[1], "spec": {"delivery": {"format": "xml"}}})],
+        BROKER_FILE,
+        "spec.delivery.format: expected one of json, binary",
+    ),
+    (
+        "broker-unknown-class",
+        [
+            service(),
+            (
+                BROKER_FILE,
+                {
+                    **broker()[1],
+                    "metadata": {
+                        "name": "default",
+                        "annotations": {"eventing.knative.dev/broker.class": "RabbitMQBroker"},
+                    },
+                },
+            ),
+        ],
+        BROKER_FILE,
+        "unsupported broker class 'RabbitMQBroker'",
     ),
     (
         "service-with-two-containers",

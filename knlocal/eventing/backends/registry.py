@@ -4,7 +4,7 @@ from collections.abc import Callable, Mapping
 
 from knlocal.errors import ManifestError
 from knlocal.eventing.backends.base import BrokerBackend
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.manifests import Broker
 from knlocal.settings import Settings
 
@@ -24,7 +24,7 @@ def _kafka(broker: Broker, config: Mapping[str, str], settings: Settings) -> Bro
     return KafkaBackend(broker, config, settings)
 
 
-BACKENDS: dict[str, BackendFactory] = {
+BACKENDS: dict[BrokerClass, BackendFactory] = {
     MT_CHANNEL_BASED_BROKER: _memory,
     KAFKA_BROKER: _kafka,
 }
@@ -39,7 +39,7 @@ def create(broker: Broker, config: Mapping[str, str], settings: Settings) -> Bro
         factory = BACKENDS[broker.broker_class]
     except KeyError:
         raise ManifestError(
-            f"Broker {broker.namespace}/{broker.name} has class {broker.broker_class!r};"
-            f" the local runtime emulates {', '.join(BACKENDS)}"
+            f"Broker {broker.namespace}/{broker.name} has class {broker.broker_class.name!r};"
+            f" the local runtime emulates {', '.join(c.name for c in BACKENDS)}"
         ) from None
     return factory(broker, config, settings)

@@ -14,7 +14,8 @@ from cloudevents.core.v1.event import CloudEvent
 from knlocal.eventing.backends.base import Received
 from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
 from knlocal.eventing.broker import RunningBroker, ingress_app
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
+from knlocal.eventing.filters import FilterResult, build_trigger_filter
 from knlocal.manifests import Broker
 from knlocal.settings import Settings
 
@@ -50,7 +51,7 @@ def without(headers: dict[str, str], name: str) -> dict[str, str]:
 Scenario = Callable[[TestClient[Any, Any], MemorySubscription], Awaitable[Any]]
 
 
-def run(scenario: Scenario, broker_class: str = MT_CHANNEL_BASED_BROKER) -> Any:
+def run(scenario: Scenario, broker_class: BrokerClass = MT_CHANNEL_BASED_BROKER) -> Any:
     """Serve the ingress of broker default/default (in-memory backend) and run `scenario`."""
 
     async def main() -> Any:
@@ -71,6 +72,18 @@ def run(scenario: Scenario, broker_class: str = MT_CHANNEL_BASED_BROKER) -> Any:
 
 GOOD_BINARY = binary(event())
 GOOD_STRUCTURED = structured(event())
+V03_BINARY = (
+    {"ce-specversion": "0.3", "ce-id": "e-1", "ce-source": "/test", "ce-type": TYPE}
+    | {"Content-Type": "application/json"},
+    b'{"hello": "world"}',
+)
+V03_STRUCTURED = (
+    {"Content-Type": "application/cloudevents+json"},
+    json.dumps(
+        {"specversion": "0.3", "id": "e-1", "source": "/test", "type": TYPE}
+        | {"datacontenttype": "application/json", "data": {"hello": "world"}}
+    ).encode(),
+)
 
 # (id, method, path, headers, body, status, stored in the subscription's queue)
 CONTRACT: list[tuple[str, str, str, dict[str, str], bytes, int, bool]] = [
@@ -138,6 +151,21 @@ CONTRACT: list[tuple[str, str, str, dict[str, str], bytes, int, bool]] = [
         400,
         False,
     ),
+    # ingress_handler.go decodes and validates before it looks the broker up (corrections
+    # to §2.2): an invalid event to an unknown broker is 400, a valid one 404.
+    (
+        "invalid-event-to-unknown-broker-is-400",
+        "POST",
+        "/default/other",
+        {"Content-Type": "application/json"},
+        b'{"hello": "world"}',
+        400,
+        False,
+    ),
+    ("valid-event-to-unknown-broker-is-404", "POST", "/default/other", *GOOD_BINARY, 404, False),
+    # Corrections to §2.2: CloudEvents 0.3 is accepted (202), in both content modes.
+    ("specversion-0.3-binary-is-202", "POST", "/default/default", *V03_BINARY, 202, True),
+    ("specversion-0.3-structured-is-202", "POST", "/default/default", *V03_STRUCTURED, 202, True),
     (
         "missing-id-structured-is-400",
         "POST",
@@ -249,6 +277,77 @@ def test_s2_9_ttl_at_ingress(ttl: str | None, status: int, stored: int | None) -
             assert int(received.event.get_extension("knativebrokerttl")) == stored
 
     run(scenario)
+
+
+@pytest.mark.parametrize(("sent", "stored"), [("abc", 255), ("3.7", 2)], ids=["text", "float"])
+def test_s2_9_ttl_that_is_not_an_integer(sent: str, stored: int) -> None:
+    """pkg/broker/ttl.go TTLDefaulter: a TTL that types.ToInteger cannot read restarts at 255;
+    a number written as text is truncated first ("3.7" → 3, then decremented to 2)."""
+    headers, body = binary(event(knativebrokerttl=sent))
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> Any:
+        response = await client.post("/default/default", headers=headers, data=body)
+        assert response.status == 202
+        return subscription.queue.get_nowait().event.get_extension("knativebrokerttl")
+
+    assert int(run(scenario)) == stored
+
+
+STRUCTURED = {"Content-Type": "application/cloudevents+json"}
+_BASE = {"specversion": "1.0", "id": "e-1", "source": "/test", "type": TYPE}
+
+# (id, headers, body): inputs that must get a 4xx, never a 5xx (§2.2).
+ODD_INPUTS: list[tuple[str, dict[str, str], bytes]] = [
+    ("json-nested-too-deep", STRUCTURED, b"[" * 100_000),
+    ("not-utf8", STRUCTURED, b"\xff\xfe"),
+    ("json-array", STRUCTURED, b"[1]"),
+    ("id-not-a-string", STRUCTURED, json.dumps(_BASE | {"id": 5}).encode()),
+    ("specversion-2.0", STRUCTURED, json.dumps(_BASE | {"specversion": "2.0"}).encode()),
+    ("time-not-a-time", STRUCTURED, json.dumps(_BASE | {"time": "yesterday"}).encode()),
+    ("bad-extension-name", STRUCTURED, json.dumps(_BASE | {"Bad-Name": "x"}).encode()),
+    ("data-and-data-base64", STRUCTURED,
+     json.dumps(_BASE | {"data": 1, "data_base64": "AA=="}).encode()),
+    # An extension value sdk-go cannot write into a binary-mode header (types.Format).
+    ("extension-object", STRUCTURED, json.dumps(_BASE | {"x": {"a": 1}}).encode()),
+    ("extension-out-of-int32", STRUCTURED, json.dumps(_BASE | {"x": 2**31}).encode()),
+    ("binary-time-not-a-time",
+     {f"ce-{k}": v for k, v in _BASE.items()} | {"ce-time": "nope"}, b""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"), [row[1:] for row in ODD_INPUTS], ids=[row[0] for row in ODD_INPUTS]
+)
+def test_s2_2_no_input_gets_a_5xx(headers: dict[str, str], body: bytes) -> None:
+    """§2.2: what the sender got wrong is a 400 with a JSON error, and nothing is stored."""
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> None:
+        response = await client.post("/default/default", headers=headers, data=body)
+        assert response.status == 400
+        assert (await response.json())["error"]
+        assert subscription.queue.empty()
+
+    run(scenario)
+
+
+def test_s2_3_structured_extension_values_become_strings_as_after_a_binary_hop() -> None:
+    """Corrections to §2.3: in the MT broker the event crosses binary HTTP hops (ingress →
+    channel → broker-filter) before the filter, where sdk-go's types.Format writes 5 as "5"
+    and true as "true": `filter.attributes {amount: "5", flag: "true"}` matches."""
+    body = json.dumps(_BASE | {"amount": 5, "flag": True, "gone": None}).encode()
+
+    async def scenario(client: TestClient[Any, Any], subscription: MemorySubscription) -> Any:
+        response = await client.post("/default/default", headers=STRUCTURED, data=body)
+        assert response.status == 202
+        return subscription.queue.get_nowait().event
+
+    stored = run(scenario)
+    assert (stored.get_extension("amount"), stored.get_extension("flag")) == ("5", "true")
+    assert stored.get_extension("gone") is None
+    matching = build_trigger_filter(
+        {"filter": {"attributes": {"amount": "5", "flag": "true"}}}, MT_CHANNEL_BASED_BROKER
+    )
+    assert matching.evaluate(stored.get_attributes()) is FilterResult.PASS
 
 
 def test_s2_9_kafka_broker_has_no_ttl() -> None:

@@ -372,9 +372,11 @@ MERGE_ROWS: list[_Merge] = [
     # MT: the trigger's object as is. Kafka: trigger fields win; timeout 0 → broker's 20.
     ("full-trigger", BROKER, T_FULL, T_FULL,
      DeliverySpec(2, EXP, 0.1, 20.0, TRIGGER_DLS)),
-    # MT: retry 3, nothing else, sink falls back to the broker's.
-    # Kafka: retry set ⇒ delay 1 s, policy exponential (broker's linear is not inherited).
-    ("trigger-retry-only", BROKER, T_RETRY_ONLY, DeliverySpec(retry=3, dead_letter_sink=BROKER_DLS),
+    # MT: retry 3, nothing else, and no dead-letter sink: the Trigger's delivery is copied
+    # whole to the Subscription (pkg/reconciler/broker/trigger/trigger.go; knative-semantics.md,
+    # corrections to §2.7). Kafka: retry set ⇒ delay 1 s, policy exponential (broker's linear is
+    # not inherited).
+    ("trigger-retry-only", BROKER, T_RETRY_ONLY, T_RETRY_ONLY,
      DeliverySpec(3, EXP, 1.0, 20.0, BROKER_DLS)),
     # MT: 1 attempt, trigger's sink. Kafka: retry 0 → broker's 5, delay 0 → broker's 0.3,
     # policy the trigger's zero value (exponential).
@@ -382,17 +384,18 @@ MERGE_ROWS: list[_Merge] = [
      DeliverySpec(5, EXP, 0.3, 20.0, TRIGGER_DLS)),
     # Kafka: without dls, retry or timeout the trigger has no egress config at all.
     ("trigger-backoff-only", BROKER, T_BACKOFF_ONLY,
-     DeliverySpec(backoff_policy=LIN, backoff_delay=2.0, dead_letter_sink=BROKER_DLS),
+     T_BACKOFF_ONLY,
      DeliverySpec(5, LIN, 0.3, 20.0, BROKER_DLS)),
     # Kafka: a timeout makes an egress config whose zero-valued policy (exponential) wins.
     ("trigger-timeout-only", BROKER, T_TIMEOUT_ONLY,
-     DeliverySpec(timeout=5.0, dead_letter_sink=BROKER_DLS),
+     T_TIMEOUT_ONLY,
      DeliverySpec(5, EXP, 0.3, 5.0, BROKER_DLS)),
     # MT: retry 0 means no retries. Kafka: 0 is "unset" → broker's 5; delay defaults to 1 s.
-    ("trigger-retry-zero", BROKER, T_RETRY_ZERO, DeliverySpec(retry=0, dead_letter_sink=BROKER_DLS),
+    ("trigger-retry-zero", BROKER, T_RETRY_ZERO, T_RETRY_ZERO,
      DeliverySpec(5, EXP, 1.0, 20.0, BROKER_DLS)),
-    # MT: an empty (non-null) delivery still replaces the broker's. Kafka: ignored.
-    ("trigger-empty", BROKER, T_EMPTY, DeliverySpec(dead_letter_sink=BROKER_DLS),
+    # MT: an empty (non-null) delivery still replaces the broker's, sink included.
+    # Kafka: ignored.
+    ("trigger-empty", BROKER, T_EMPTY, T_EMPTY,
      DeliverySpec(5, LIN, 0.3, 20.0, BROKER_DLS)),
     # Default broker: Kafka merges trigger retry 3 (delay 1 s) over retry 10, PT0.2S.
     ("default-broker-trigger-retry", None, T_RETRY_ONLY, T_RETRY_ONLY,
@@ -419,7 +422,7 @@ def test_s2_7_effective_delivery_per_class(
     expected_mt: DeliverySpec,
     expected_kafka: DeliverySpec,
 ) -> None:
-    """MT replaces the whole object (sink falls back); Kafka merges field by field."""
+    """MT replaces the whole object, sink included; Kafka merges field by field."""
     assert effective_delivery(broker, trigger, MT) == expected_mt
     assert effective_delivery(broker, trigger, KAFKA) == expected_kafka
 
@@ -524,3 +527,12 @@ def test_s2_8_truncated_lengths() -> None:
     kafka = dead_letter_extensions(body=b"\xff" * 5000, broker_class=KAFKA, **common)
     assert len(mt["knativeerrordata"]) == 1024
     assert len(kafka["knativeerrordata"]) == 1368  # 4·⌈1024/3⌉ = 4·342
+
+
+def test_s2_7_mt_trigger_delivery_without_sink_does_not_fall_back_to_the_broker_sink() -> None:
+    """Corrections to §2.7 (EVENTING pkg/reconciler/broker/trigger/trigger.go): the Trigger's
+    delivery is copied whole to the Subscription, so the Broker's sink is not used; Kafka's
+    per-field merge (control-plane MergeEgressConfig) does inherit it."""
+    trigger = DeliverySpec.from_manifest({"retry": 1})
+    assert effective_delivery(BROKER, trigger, MT).dead_letter_sink is None
+    assert effective_delivery(BROKER, trigger, KAFKA).dead_letter_sink == BROKER_DLS

@@ -8,9 +8,9 @@ import asyncio
 import base64
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import pytest
@@ -21,10 +21,9 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from knlocal.errors import BackendError
 from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
-from knlocal.eventing.broker import RunningBroker
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.eventing.broker import BrokerTarget, RunningBroker
+from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec
 from knlocal.eventing.dispatcher import TriggerDispatcher, TriggerStats
 from knlocal.eventing.filters import build_trigger_filter
@@ -38,14 +37,17 @@ TYPE = "dev.knuser.user.creation.requested.v1"
 REPLY_TYPE = "dev.knuser.user.created.v1"
 NAMESPACE = "team-a"
 FORMAT = JSONFormat()
+#: The Broker's address as the runtime reports it (its `status.address.url`).
+BROKER_URL = f"http://127.0.0.1:8081/{NAMESPACE}/default"
 
 Responder = Callable[[], web.Response]
 
 
-def original() -> CloudEvent:
+def original(**extensions: object) -> CloudEvent:
     """The event the broker receives and the trigger delivers."""
     return CloudEvent(
-        {"id": "orig-1", "source": "/test", "type": TYPE, "datacontenttype": "application/json"},
+        {"id": "orig-1", "source": "/test", "type": TYPE, "datacontenttype": "application/json"}
+        | extensions,
         {"name": "Ada"},
     )
 
@@ -149,9 +151,11 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-def delivery(retry: int, delay: float = 0.01) -> DeliverySpec:
+def delivery(retry: int, delay: float = 0.01, format: str | None = None) -> DeliverySpec:
     """A delivery spec with exponential backoff and a small delay."""
-    return DeliverySpec(retry=retry, backoff_policy=BackoffPolicy.EXPONENTIAL, backoff_delay=delay)
+    return DeliverySpec(
+        retry=retry, backoff_policy=BackoffPolicy.EXPONENTIAL, backoff_delay=delay, format=format
+    )
 
 
 @dataclass
@@ -169,16 +173,24 @@ class Outcome:
 async def dispatch_one(
     respond: Responder,
     *,
-    broker_class: str = MT,
+    broker_class: BrokerClass = MT,
     retry: int = 2,
     backoff_delay: float = 0.01,
     dead_letter: Responder | None = ACCEPT,
     dead_letter_url: str | None = None,
     subscriber_url: str | None = None,
     filter_type: str = TYPE,
-    publish_reply: Callable[[BaseCloudEvent], Awaitable[None]] | None = None,
+    filter_attributes: dict[str, str] | None = None,
+    reply_url: str | None = None,
+    format: str | None = None,
+    timeout: float | None = None,
+    delay: float = 0.0,
+    event: CloudEvent | None = None,
 ) -> Outcome:
-    """Put the original event in a broker and let a Trigger's dispatcher handle it."""
+    """Put the original event in a broker and let a Trigger's dispatcher handle it.
+
+    :param reply_url: send replies there instead of to the broker (e.g. a closed port).
+    """
     broker = Broker("default", NAMESPACE, broker_class, None, None)
     backend = MemoryBackend(broker, {}, Settings())
     await backend.open()
@@ -187,7 +199,7 @@ async def dispatch_one(
     observer = await backend.subscribe("observer", ordered=False)
     assert isinstance(trigger_queue, MemorySubscription)
     assert isinstance(observer, MemorySubscription)
-    subscriber = Endpoint(respond)
+    subscriber = Endpoint(respond, delay=delay)
     sink = Endpoint(dead_letter or ACCEPT)
     try:
         started_url = await subscriber.start()
@@ -202,15 +214,20 @@ async def dispatch_one(
                 namespace=NAMESPACE,
                 broker_class=broker_class,
                 event_filter=build_trigger_filter(
-                    {"filter": {"attributes": {"type": filter_type}}}, broker_class
+                    {"filter": {"attributes": {"type": filter_type} | (filter_attributes or {})}},
+                    broker_class,
                 ),
-                delivery=delivery(retry, backoff_delay),
+                delivery=replace(delivery(retry, backoff_delay, format), timeout=timeout),
                 subscriber=HttpTarget(session, url),
                 dead_letter=dls,
                 subscription=trigger_queue,
-                publish_reply=publish_reply or running.ingest,
+                reply=(
+                    BrokerTarget(running, BROKER_URL)
+                    if reply_url is None
+                    else HttpTarget(session, reply_url)
+                ),
             )
-            await running.ingest(original())
+            await running.ingest(event or original())
             received = trigger_queue.queue.get_nowait()
             await asyncio.wait_for(dispatcher.handle(received.event), timeout=10)
         stored = [observer.queue.get_nowait().event for _ in range(observer.queue.qsize())]
@@ -227,7 +244,7 @@ class Case:
     """How a delivery should go."""
 
     respond: Responder
-    broker_class: str
+    broker_class: BrokerClass
     attempts: int
     #: The subscriber's reply was published to the broker.
     reply: bool = False
@@ -237,6 +254,8 @@ class Case:
     code: str | None = None
     #: Expected decoded `knativeerrordata`; None: not checked.
     data: bytes | None = None
+    #: The dead letter carries the `knativeerror*` extensions.
+    reported: bool = True
 
 
 # retry = 2 throughout: a retried delivery makes 1 + 2 = 3 attempts (§2.7).
@@ -246,13 +265,18 @@ CASES: dict[str, Case] = {
     "200-structured-reply": Case(answer_event(200, structured=True), MT, 1, reply=True),
     "201-reply": Case(answer_event(201), MT, 1, reply=True),
     "kafka-200-reply": Case(answer_event(200), KAFKA, 1, reply=True),
-    # §2.1: a 202 is never a reply, even with an event in the body.
-    "202-with-event-body-is-no-reply": Case(answer_event(202), MT, 1),
+    # A 202 with an event in the body is a reply: Knative's dispatcher does not look at the
+    # status (pkg/kncloudevents/event_dispatcher.go executeRequest; knative-semantics.md,
+    # corrections to §2.1/§2.6), although the spec says it MUST NOT be one.
+    "202-with-event-body-is-a-reply": Case(answer_event(202), MT, 1, reply=True),
+    "kafka-202-with-event-body-is-a-reply": Case(answer_event(202), KAFKA, 1, reply=True),
     "200-empty-is-done": Case(answer(200), MT, 1),
     "204-is-done": Case(answer(204), MT, 1),
     # §2.6: a non-CloudEvent body: MT answers 502 (retried) then DLS; Kafka: DLS, no retry.
+    # MT's dead letter then has no knativeerror* extensions: broker-filter's 502 carries no
+    # error info (event_dispatcher.go dispatchExecutionInfoTransformers; corrections to §2.8).
     "mt-200-not-an-event-retried-then-dls": Case(
-        answer(200, b"ok", "text/plain"), MT, 3, dead_lettered=True, code="502"
+        answer(200, b"ok", "text/plain"), MT, 3, dead_lettered=True, reported=False
     ),
     "kafka-200-not-an-event-dls-at-once": Case(
         answer(200, b"ok", "text/plain"), KAFKA, 1, dead_lettered=True
@@ -291,7 +315,12 @@ def test_s2_6_to_s2_8_outcome_by_subscriber_answer(case: Case) -> None:
             TYPE,
             {"name": "Ada"},
         )
-        assert dead.get_extension("knativeerrordest") == outcome.subscriber_url
+        if not case.reported:
+            assert {"knativeerrordest", "knativeerrorcode", "knativeerrordata"}.isdisjoint(
+                dead.get_attributes()
+            )
+        else:
+            assert dead.get_extension("knativeerrordest") == outcome.subscriber_url
         if case.code is not None:
             assert dead.get_extension("knativeerrorcode") == case.code
         if case.data is not None:
@@ -313,7 +342,7 @@ def test_s2_6_to_s2_8_outcome_by_subscriber_answer(case: Case) -> None:
 
 
 # (id, broker class, TTL the stored reply carries)
-REPLY_TTL: list[tuple[str, str, int | None]] = [
+REPLY_TTL: list[tuple[str, BrokerClass, int | None]] = [
     # Ingress stamps 255 on the original; the dispatcher copies it onto the reply, and the reply's
     # pass through the ingress decrements it: 254.
     ("mt-ttl-re-added-then-decremented", MT, 254),
@@ -325,7 +354,9 @@ REPLY_TTL: list[tuple[str, str, int | None]] = [
 @pytest.mark.parametrize(
     ("broker_class", "ttl"), [row[1:] for row in REPLY_TTL], ids=[row[0] for row in REPLY_TTL]
 )
-def test_s2_9_reply_carries_the_ttl_back_to_the_broker(broker_class: str, ttl: int | None) -> None:
+def test_s2_9_reply_carries_the_ttl_back_to_the_broker(
+    broker_class: BrokerClass, ttl: int | None
+) -> None:
     """The MT broker strips the TTL before the subscriber and puts it on the reply."""
     outcome = asyncio.run(dispatch_one(answer_event(200), broker_class=broker_class))
     [request] = outcome.subscriber
@@ -429,20 +460,140 @@ def test_s2_3_filtered_out_event_is_not_delivered() -> None:
     assert (outcome.stats.filtered_out, outcome.stats.delivered) == (1, 0)
 
 
-def test_s2_6_reply_that_cannot_be_stored_fails_the_delivery() -> None:
-    """If the broker cannot store the reply, the delivery is retried, then dead-lettered."""
+def test_s2_6_reply_the_broker_cannot_be_reached_for_is_retried_alone_then_dead_lettered() -> None:
+    """event_dispatcher.go `send`: the reply has its own retries; the subscriber is called once.
 
-    async def broker_down(event: BaseCloudEvent) -> None:
-        raise BackendError("broker unavailable")
-
-    outcome = asyncio.run(dispatch_one(answer_event(200), retry=2, publish_reply=broker_down))
-    assert len(outcome.subscriber) == 3
+    The Broker's address refuses connections: the reply is retried (no response, §2.7), then the
+    original goes to the DLS naming the reply's destination (§2.8: "or the reply URL").
+    """
+    broker_down = closed_port_url()
+    outcome = asyncio.run(dispatch_one(answer_event(200), retry=2, reply_url=broker_down))
+    assert len(outcome.subscriber) == 1
+    assert outcome.stats.retried == 2
     [request] = outcome.dead_letter
     dead = request.event()
     assert dead.get_id() == "orig-1"
-    encoded = dead.get_extension("knativeerrordata")
-    assert isinstance(encoded, str)
-    assert b"broker unavailable" in base64.b64decode(encoded)
+    assert dead.get_extension("knativeerrordest") == broker_down
+    assert dead.get_extension("knativeerrorcode") == "500"
+    assert outcome.replies == []
+
+
+def invalid_reply() -> web.Response:
+    """A well-formed binary CloudEvent without `ce-id`: sdk-go decodes it, Validate() refuses it."""
+    headers = {"ce-specversion": "1.0", "ce-source": "/sub", "ce-type": REPLY_TYPE}
+    return web.Response(status=200, headers=headers)
+
+
+# (id, original's extensions, subscriber's answer, the ingress's reason)
+REFUSED_REPLIES: list[tuple[str, dict[str, object], Responder]] = [
+    # §2.9: the original arrives with TTL 2 → the ingress stores 1; the reply carries 1 back and
+    # the ingress decrements it to 0: refused with 400.
+    ("ttl-exhausted", {"knativebrokerttl": "2"}, answer_event(200)),
+    # §2.2: the reply misses a required attribute: the ingress refuses it with 400.
+    ("reply-not-a-valid-event", {}, invalid_reply),
+]
+
+
+@pytest.mark.parametrize(
+    ("extensions", "respond"),
+    [row[1:] for row in REFUSED_REPLIES],
+    ids=[row[0] for row in REFUSED_REPLIES],
+)
+def test_s2_6_s2_8_reply_refused_by_the_broker_dead_letters_the_original_once(
+    extensions: dict[str, object], respond: Responder
+) -> None:
+    """Corrections to §2.6/§2.8 (event_dispatcher.go `send`, retries.go `SelectiveRetry`): the
+    Broker answers 400, which is not retried; the original goes once to the DLS with
+    knativeerrorcode 400 and knativeerrordest = the Broker's URL; no second subscriber call."""
+    outcome = asyncio.run(dispatch_one(respond, retry=2, event=original(**extensions)))
+    assert len(outcome.subscriber) == 1
+    assert outcome.stats.retried == 0
+    assert (outcome.stats.delivered, outcome.stats.dead_lettered) == (0, 1)
+    [request] = outcome.dead_letter
+    dead = request.event()
+    assert (dead.get_id(), dead.get_type()) == ("orig-1", TYPE)
+    assert dead.get_extension("knativeerrorcode") == "400"
+    assert dead.get_extension("knativeerrordest") == BROKER_URL
+    assert outcome.replies == []
+
+
+def test_s2_6_malformed_structured_reply_is_a_502_retried() -> None:
+    """filter_handler.go `writeResponse`: `binding.ToEvent` fails on a broken body ⇒ 502, which
+    the channel dispatcher retries (§2.6); then the DLS gets the 502."""
+    respond = answer(200, b'{"id": ', "application/cloudevents+json")
+    outcome = asyncio.run(dispatch_one(respond, retry=2))
+    assert len(outcome.subscriber) == 3
+    [request] = outcome.dead_letter
+    assert request.event().get_extension("knativeerrorcode") is None
+
+
+# (id, broker class, extensions the dead letter of a timed-out delivery carries)
+TIMEOUTS: list[tuple[str, BrokerClass, set[str]]] = [
+    # Corrections to §2.8: the channel gets no answer from broker-filter: no error info.
+    ("mt-no-extensions", MT, set()),
+    # §2.8 Kafka: no HTTP response ⇒ only knativeerrordest.
+    ("kafka-dest-only", KAFKA, {"knativeerrordest"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("broker_class", "extensions"), [row[1:] for row in TIMEOUTS], ids=[r[0] for r in TIMEOUTS]
+)
+def test_s2_7_s2_8_timed_out_delivery_is_retried_then_dead_lettered(
+    broker_class: BrokerClass, extensions: set[str]
+) -> None:
+    """`delivery.timeout` elapses: retried (no response, §2.7), then the DLS (§2.8)."""
+    outcome = asyncio.run(
+        dispatch_one(answer(202), broker_class=broker_class, retry=1, delay=0.3, timeout=0.05)
+    )
+    assert len(outcome.subscriber) == 2
+    [request] = outcome.dead_letter
+    error = {"knativeerrordest", "knativeerrorcode", "knativeerrordata"}
+    assert error & set(request.event().get_attributes()) == extensions
+
+
+# (id, delivery.format, content type the subscriber sees, whether ce- headers are used)
+FORMATS: list[tuple[str, str | None, str, bool]] = [
+    ("default-binary", None, "application/json", True),
+    ("binary-forced", "binary", "application/json", True),
+    ("json-structured", "json", "application/cloudevents+json", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("format", "content_type", "binary"),
+    [row[1:] for row in FORMATS],
+    ids=[row[0] for row in FORMATS],
+)
+def test_s2_5_delivery_format_selects_the_content_mode(
+    format: str | None, content_type: str, binary: bool
+) -> None:
+    """Corrections to §2.5 (filter_handler.go, `WithEventFormat(t.Spec.Delivery.Format)`):
+    binary mode unless `delivery.format: json` asks for structured mode."""
+    outcome = asyncio.run(dispatch_one(answer(202), format=format))
+    [request] = outcome.subscriber
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert headers["content-type"].startswith(content_type)
+    assert ("ce-id" in headers) is binary
+    assert (request.event().get_id(), request.event().get_data()) == ("orig-1", {"name": "Ada"})
+    assert headers["prefer"] == "reply"
+
+
+def test_s2_3_structured_extension_values_reach_the_filter_as_strings() -> None:
+    """Corrections to §2.3: ingress → channel → broker-filter are binary hops, so a structured
+    event's `"amount": 5, "flag": true` matches `filter.attributes {amount: "5", flag: "true"}`
+    (sdk-go types.Format: strconv.Itoa, strconv.FormatBool)."""
+    outcome = asyncio.run(
+        dispatch_one(
+            answer(202),
+            event=original(amount=5, flag=True),
+            filter_attributes={"amount": "5", "flag": "true"},
+        )
+    )
+    assert (outcome.stats.filtered_out, outcome.stats.delivered) == (0, 1)
+    [request] = outcome.subscriber
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert (headers["ce-amount"], headers["ce-flag"]) == ("5", "true")
 
 
 # --- ordered delivery (Kafka `delivery.order: ordered`) -----------------------------------------
@@ -475,7 +626,7 @@ async def run_dispatcher(ordered: bool, events: list[CloudEvent]) -> Endpoint:
                 subscriber=HttpTarget(session, url),
                 dead_letter=None,
                 subscription=subscription,
-                publish_reply=RunningBroker(broker, backend).ingest,
+                reply=BrokerTarget(RunningBroker(broker, backend), BROKER_URL),
                 ordered=ordered,
             )
             task = asyncio.create_task(dispatcher.run())

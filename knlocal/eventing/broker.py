@@ -6,13 +6,13 @@ stored it; `400` not a valid CloudEvent (or TTL exhausted); `404` unknown broker
 handshake.
 """
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from knlocal.edge import json_error
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER
@@ -100,6 +100,8 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
             event = decode_http(request.headers, await request.read())
             await broker.ingest(event)
         except InvalidEvent as exc:
+            # The client's mistake, not the runtime's: one line, no traceback.
+            log.warning("broker %s/%s refused an event: %s", *segments, exc)
             return json_error(400, str(exc))
         except BrokerRejected as exc:
             return json_error(exc.status, exc.message)
@@ -108,13 +110,3 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
-
-
-def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    """A JSON error response `{"error": message}`, as every endpoint of the runtime answers."""
-    return web.Response(
-        status=status,
-        text=json.dumps({"error": message}),
-        content_type="application/json",
-        headers=headers,
-    )

@@ -27,22 +27,26 @@ class JsonBodyError(LocalRuntimeError, ValueError):
         self.syntax = syntax
 
 
-def loads(body: bytes | str, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
+def loads(
+    body: bytes | str, *, max_bytes: int, max_depth: int = MAX_DEPTH, what: str = "body"
+) -> Any:
     """Decode a JSON body no larger than `max_bytes` and nested no deeper than `max_depth`.
+
+    :param what: names the body in the error message, e.g. `CloudEvent data`.
 
     :raises JsonBodyError: saying what was expected and what was found.
     """
     if len(body) > max_bytes:
-        raise JsonBodyError(f"JSON body larger than {max_bytes} bytes; found {len(body)}")
+        raise JsonBodyError(f"{what} larger than {max_bytes} bytes; found {len(body)}")
     try:
         value = json.loads(body)
     except RecursionError:
-        raise JsonBodyError(f"JSON nested deeper than {max_depth} levels") from None
+        raise JsonBodyError(f"{what} nested deeper than {max_depth} levels") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise JsonBodyError(f"body is not valid JSON: {exc}", syntax=True) from exc
+        raise JsonBodyError(f"{what} is not valid JSON: {exc}", syntax=True) from exc
     depth = _depth(value)
     if depth > max_depth:
-        raise JsonBodyError(f"JSON nested deeper than {max_depth} levels; found {depth}")
+        raise JsonBodyError(f"{what} nested deeper than {max_depth} levels; found {depth}")
     return value
 
 

@@ -72,9 +72,9 @@ def decode_http(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
 def _loads(body: bytes) -> Any:
     """A structured event's JSON, bounded (the SDK's own decoder would recurse without limit)."""
     try:
-        return jsonbody.loads(body, max_bytes=MAX_EVENT_BYTES)
+        return jsonbody.loads(body, max_bytes=MAX_EVENT_BYTES, what="structured CloudEvent body")
     except jsonbody.JsonBodyError as exc:
-        raise InvalidEvent(f"structured CloudEvent body: {exc.message}") from exc
+        raise InvalidEvent(exc.message) from exc
 
 
 def _check_depth(content_type: str | None, body: bytes) -> None:
@@ -84,10 +84,10 @@ def _check_depth(content_type: str | None, body: bytes) -> None:
     """
     if body and re.match(_FORMAT.JSON_CONTENT_TYPE_PATTERN, content_type or "application/json"):
         try:
-            jsonbody.loads(body, max_bytes=MAX_EVENT_BYTES)
+            jsonbody.loads(body, max_bytes=MAX_EVENT_BYTES, what="CloudEvent data")
         except jsonbody.JsonBodyError as exc:
             if not exc.syntax:
-                raise InvalidEvent(f"CloudEvent data: {exc.message}") from exc
+                raise InvalidEvent(exc.message) from exc
 
 
 def _check_required(headers: Mapping[str, str], body: bytes) -> None:

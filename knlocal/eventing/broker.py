@@ -87,7 +87,11 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
                 },
             )
         if request.method != "POST":
-            return json_error(405, f"method {request.method} not allowed; the broker accepts POST")
+            return json_error(
+                405,
+                f"method {request.method} not allowed; the broker accepts POST",
+                {"Allow": "POST, OPTIONS"},
+            )
         segments = [s for s in request.path.split("/") if s]
         if not segments:
             return json_error(404, "no broker at /; POST to /<namespace>/<broker>")

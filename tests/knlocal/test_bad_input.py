@@ -16,8 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import schemathesis
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from schemathesis import checks as st_checks
 
 from tests.knlocal.harness import ROOT, WAIT_SECONDS, Runtime, start_runtime
 
@@ -296,3 +300,145 @@ def _status(rt: Runtime) -> dict[str, Any]:
     assert status == 200
     result: dict[str, Any] = json.loads(body)
     return result
+
+
+# --- fuzz: the OpenAPI against the running ingress ------------------------------------------------
+
+SCHEMA = schemathesis.openapi.from_path(ROOT / "functions" / "openapi.yaml")
+#: What the fuzz asserts of every response, and nothing else: the issue's four checks.
+CHECKS = [
+    st_checks.not_a_server_error,
+    st_checks.status_code_conformance,
+    st_checks.content_type_conformance,
+    st_checks.response_schema_conformance,
+]
+#: Bounded and deterministic, so that CI runs the same cases every time, in ≈ 30 s in all.
+FUZZ = settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+#: Cases each fuzz ran, by test (the issue's closing note reports them).
+FUZZ_CASES: dict[str, int] = {}
+
+
+@SCHEMA.parametrize()
+@FUZZ
+def test_openapi_fuzz_every_operation(case: schemathesis.Case, runtime: Runtime) -> None:
+    """Every operation, generated inputs: no 5xx; status, content type and body as documented."""
+    FUZZ_CASES[case.operation.label] = FUZZ_CASES.get(case.operation.label, 0) + 1
+    case.call_and_validate(base_url=runtime.ingress, checks=CHECKS)
+
+
+def test_openapi_fuzz_following_the_location_link(runtime: Runtime) -> None:
+    """Sequences POST /users → GET its operation (the `GetOperation` link of the 202)."""
+
+    class Workflow(SCHEMA.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            FUZZ_CASES["stateful"] = FUZZ_CASES.get("stateful", 0) + 1
+            return {"base_url": runtime.ingress}
+
+        def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
+            if case.operation.label.startswith("GET") and response.status_code == 200:
+                FUZZ_CASES["stateful: operation read by the link"] = (
+                    FUZZ_CASES.get("stateful: operation read by the link", 0) + 1
+                )
+            case.validate_response(response, checks=CHECKS)
+
+    Workflow.run(settings=settings(FUZZ, max_examples=20, stateful_step_count=4))
+    assert FUZZ_CASES["stateful: operation read by the link"] > 0
+
+
+# --- fuzz: generated CloudEvents against the broker ingress --------------------------------------
+
+#: Nothing subscribes to these types, so an accepted event is stored and filtered out, no more.
+_names = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=30)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_names, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@st.composite
+def _valid_attributes(draw: st.DrawFn) -> dict[str, str]:
+    attributes = {
+        "specversion": "1.0",
+        "id": draw(_names),
+        "source": "/fuzz/" + draw(_names),
+        "type": "dev.knuser.fuzz." + draw(_names),
+    }
+    extensions = draw(st.dictionaries(_names, _values, max_size=3))
+    # A generated name may collide with a context attribute: those stay as drawn above.
+    return {**extensions, **attributes}
+
+
+@st.composite
+def _invalid_attributes(draw: st.DrawFn) -> dict[str, str]:
+    attributes = draw(_valid_attributes())
+    how = draw(st.sampled_from(["drop", "empty", "specversion"]))
+    name = draw(st.sampled_from(["specversion", "id", "source", "type"]))
+    if how == "drop":
+        del attributes[name]
+    elif how == "empty":
+        attributes[name] = ""
+    else:
+        # Not 0.3: the runtime may accept CloudEvents 0.3 (knative-semantics.md §2.2).
+        attributes["specversion"] = draw(st.sampled_from(["2.0", "1", "x", "1.0.0"]))
+    return attributes
+
+
+@st.composite
+def _event_request(draw: st.DrawFn) -> tuple[bool, dict[str, str], bytes]:
+    """(valid, headers, body) of one request, binary or structured, valid or not."""
+    valid = draw(st.booleans())
+    attributes = draw(_valid_attributes() if valid else _invalid_attributes())
+    data = draw(_json)
+    if draw(st.booleans()):
+        headers = {f"ce-{k}": v for k, v in attributes.items()}
+        headers["Content-Type"] = "application/json"
+        body = json.dumps(data).encode()
+        if not valid and draw(st.booleans()):
+            body = DEEP
+    else:
+        headers = {"Content-Type": "application/cloudevents+json"}
+        body = json.dumps({**attributes, "data": data}).encode()
+        if not valid and draw(st.booleans()):
+            body = draw(st.sampled_from([b"{", b"[]", b'"event"', body[:-1], DEEP]))
+    return valid, headers, body
+
+
+def _received(rt: Runtime) -> dict[str, int]:
+    return {name: t["received"] for name, t in _status(rt)["triggers"].items()}
+
+
+def test_broker_ingress_fuzz_generated_cloudevents(runtime: Runtime) -> None:
+    """Valid events are 202 and stored once; invalid ones are 400 and stored nowhere (§2.2)."""
+    before = _received(runtime)
+    accepted = 0
+    path = urlsplit(runtime.broker).path
+
+    @given(_event_request())
+    @settings(FUZZ, max_examples=150)
+    def post(request: tuple[bool, dict[str, str], bytes]) -> None:
+        nonlocal accepted
+        valid, headers, body = request
+        FUZZ_CASES["broker ingress"] = FUZZ_CASES.get("broker ingress", 0) + 1
+        status, response_headers, response = _call(runtime.broker, "POST", path, body, headers)
+        if valid:
+            assert status == 202, response
+            accepted += 1
+        else:
+            _json_error(status, response_headers, response, 400)
+
+    post()
+    # Every trigger's consumer group sees each stored event once: the accepted ones, no more.
+    expected = {name: count + accepted for name, count in before.items()}
+    deadline = time.monotonic() + WAIT_SECONDS
+    while _received(runtime) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert _received(runtime) == expected

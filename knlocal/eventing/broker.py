@@ -17,7 +17,13 @@ from knlocal.errors import BackendError
 from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.dispatcher import TTL_EXTENSION
-from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, replace_attributes
+from knlocal.eventing.events import (
+    MAX_EVENT_BYTES,
+    BaseCloudEvent,
+    InvalidEvent,
+    decode_http,
+    replace_attributes,
+)
 from knlocal.manifests import Broker
 
 log = logging.getLogger("knlocal.eventing")
@@ -111,6 +117,6 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
             return json_error(exc.status, exc.message)
         return web.Response(status=202)
 
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_EVENT_BYTES)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

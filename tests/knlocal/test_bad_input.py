@@ -187,13 +187,20 @@ def test_body_over_the_function_limit_is_a_json_413(runtime: Runtime) -> None:
         ("broker", "POST", "/default/nope", 404),
         ("admin", "GET", "/nowhere", 404),
         ("admin", "POST", "/status", 405),
+        # Straight to a function instance (its own web framework's errors).
+        ("user-create", "GET", "/nowhere", 404),
+        ("user-create", "GET", "/", 405),
     ],
 )
 def test_framework_errors_are_json_on_every_listener(
     runtime: Runtime, listener: str, method: str, path: str, expected: int
 ) -> None:
-    base = {"ingress": runtime.ingress, "broker": runtime.broker, "admin": runtime.admin}[listener]
-    status, headers, body = _call(base, method, path, b"{}" if method == "POST" else None)
+    base = {"broker": runtime.broker, "admin": runtime.admin}.get(listener, runtime.ingress)
+    headers = {}
+    if listener not in ("ingress", "broker", "admin"):
+        headers["Host"] = f"{listener}.default.svc.cluster.local"
+    body = b"{}" if method == "POST" else None
+    status, headers, body = _call(base, method, path, body, headers)
     _json_error(status, headers, body, expected)
     if expected == 405:
         assert headers.get("Allow"), headers

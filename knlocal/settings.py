@@ -94,6 +94,10 @@ class Settings:
                 f"DYNAMODB_ENDPOINT={settings.dynamodb_endpoint!r} is not a URL; expected e.g."
                 " http://127.0.0.1:8000"
             )
+        if settings.read_timeout < 1:
+            raise ConfigError(
+                f"READ_TIMEOUT_SECONDS must be at least 1; found {settings.read_timeout}"
+            )
         for name, choices in (("broker", BROKERS), ("store", STORES), ("profile", PROFILES)):
             value = getattr(settings, name)
             if value not in choices:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger("knlocal")
@@ -57,6 +58,31 @@ def json_errors(read_timeout: float) -> Middleware:
             return json_error(500, f"internal error serving {request.method} {request.path}")
 
     return middleware
+
+
+class ClientErrorsAsWarnings(logging.Filter):
+    """Log a request the HTTP parser refused (a client's mistake, 4xx) as one WARNING line.
+
+    aiohttp's server logs it at ERROR with the parser's traceback, as if the runtime had failed.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            record.msg = f"{record.getMessage()}: {exc.code} {exc.message}"
+            record.args = ()
+            record.levelno = logging.WARNING
+            record.levelname = logging.getLevelName(logging.WARNING)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def log_client_errors_as_warnings() -> None:
+    """Install :class:`ClientErrorsAsWarnings` on aiohttp's server logger, once."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientErrorsAsWarnings) for f in server_log.filters):
+        server_log.addFilter(ClientErrorsAsWarnings())
 
 
 def normalised_path(raw_path: str) -> str:

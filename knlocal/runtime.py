@@ -140,6 +140,7 @@ class Runtime:
         for dispatcher in self.dispatchers:
             self._tasks.append(asyncio.create_task(dispatcher.run()))
         s = self.settings
+        edge.log_client_errors_as_warnings()
         await self._serve(self._ingress_app(), s.ingress_port)
         await self._serve(ingress_app(self.brokers), s.broker_port)
         await self._serve(metrics_app(self), s.admin_port)

@@ -125,6 +125,23 @@ def test_client_400_at_broker_ingress_is_one_warning_line(runtime: Runtime) -> N
     assert not any("Traceback" in line for line in runtime.output), runtime.output
 
 
+def test_malformed_request_at_broker_ingress_is_one_warning_line(runtime: Runtime) -> None:
+    """A request the HTTP parser refuses: 400, logged as a client's mistake, not the runtime's."""
+    url = urlsplit(runtime.broker)
+    request = f"POST {url.path} HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".encode()
+    with _slow_client((url.hostname or "", url.port or 0), request) as client:
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        assert response.status == 400
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline and not any("aiohttp" in x for x in runtime.output):
+        time.sleep(0.05)
+    logged = [line for line in runtime.output if "Error handling request" in line]
+    assert logged, runtime.output
+    assert all("WARNING" in line and "400" in line for line in logged), logged
+    assert not any("Traceback" in line for line in runtime.output), runtime.output
+
+
 @pytest.mark.parametrize("mode", ["binary", "structured"])
 def test_deeply_nested_event_straight_to_a_function_is_400(runtime: Runtime, mode: str) -> None:
     """The ingress routes a cluster-local Host straight to that Service (no broker in between)."""

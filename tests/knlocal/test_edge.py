@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 
 import pytest
 from aiohttp import web
@@ -80,3 +81,22 @@ def test_a_body_slower_than_the_read_timeout_is_408() -> None:
             assert "0.3 s" in json.loads(await response.read())["error"]
 
     asyncio.run(run())
+
+
+def test_a_refused_request_is_logged_as_one_warning_line(caplog: pytest.LogCaptureFixture) -> None:
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from knlocal.edge import log_client_errors_as_warnings
+
+    log_client_errors_as_warnings()
+    log_client_errors_as_warnings()  # once only, however often the runtime starts
+    server_log = logging.getLogger("aiohttp.server")
+    assert len(server_log.filters) == 1
+    try:
+        raise BadHttpMessage("Invalid header")
+    except BadHttpMessage as exc:
+        server_log.exception("Error handling request from %s", "127.0.0.1", exc_info=exc)
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.exc_info is None
+    assert record.getMessage() == "Error handling request from 127.0.0.1: 400 Invalid header"

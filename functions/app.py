@@ -67,7 +67,9 @@ def create_app(function: Function, settings: Settings) -> Flask:
             413: f"body larger than {settings.max_body_bytes} bytes",
         }
         status = exc.code or 500
-        return _json(status, {"error": messages.get(status, exc.description or exc.name)})
+        # A 405 says which methods the path serves (RFC 9110 §15.5.6).
+        allow = {k: v for k, v in exc.get_headers() if k == "Allow"}
+        return _json(status, {"error": messages.get(status, exc.description or exc.name)}, allow)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

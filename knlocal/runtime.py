@@ -11,16 +11,18 @@ import asyncio
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from knlocal import manifests
+from knlocal import edge, manifests
+from knlocal.edge import json_error
 from knlocal.errors import ConfigError, ManifestError
 from knlocal.eventing.backends import registry as backends
-from knlocal.eventing.broker import BrokerTarget, RunningBroker, ingress_app, json_error
+from knlocal.eventing.broker import BrokerTarget, RunningBroker, ingress_app
 from knlocal.eventing.delivery import Destination, effective_delivery
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.filters import build_trigger_filter
@@ -139,6 +141,7 @@ class Runtime:
         for dispatcher in self.dispatchers:
             self._tasks.append(asyncio.create_task(dispatcher.run()))
         s = self.settings
+        edge.log_client_errors_as_warnings()
         await self._serve(self._ingress_app(), s.ingress_port)
         await self._serve(ingress_app(self.brokers), s.broker_port)
         await self._serve(metrics_app(self), s.admin_port)
@@ -241,33 +244,44 @@ class Runtime:
         by_host = {r.service.cluster_host: r for r in self.revisions.values()}
 
         async def handle(request: web.Request) -> web.Response:
+            # Routed and forwarded on the same, normalised path (edge.normalised_path).
+            raw_path = edge.normalised_path(request.raw_path)
+            path = urllib.parse.unquote(raw_path)
+            path_qs = raw_path + (f"?{request.query_string}" if request.query_string else "")
             revision = by_host.get(request.host.split(":")[0])
             if revision is None:
-                matching = [r for r in routes if r.matches_path(request.path)]
+                matching = [r for r in routes if r.matches_path(path)]
                 if not matching:
-                    return json_error(404, f"no route for {request.path}")
+                    return json_error(404, f"no route for {path}")
                 chosen = next((r for r in matching if r.method in (None, request.method)), None)
                 if chosen is None:
                     allowed = ", ".join(sorted({r.method for r in matching if r.method}))
                     return json_error(
                         405,
-                        f"method {request.method} not allowed on {request.path}",
+                        f"method {request.method} not allowed on {path}",
                         {"Allow": allowed},
                     )
                 revision = self.revisions[chosen.service]
             response = await revision.handle(
-                request.method, request.path_qs, request.headers, await request.read()
+                request.method, path_qs, request.headers, await request.read()
             )
             return web.Response(
                 status=response.status, headers=response.headers, body=response.body
             )
 
         app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", handle)
+        # Any path, a decoded newline included (`.` alone stops at one).
+        app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
         return app
 
     async def _serve(self, app: web.Application, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        timeout = self.settings.read_timeout
+        app.middlewares.append(edge.json_errors(timeout))
+        # aiohttp closes a connection that has not sent a whole request within its keep-alive
+        # timeout: that bounds slow headers (knlocal/edge.py).
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=timeout
+        )
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, self.settings.host, port, backlog=1024, reuse_address=True)

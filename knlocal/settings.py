@@ -49,6 +49,9 @@ class Settings:
     wsgi_app: str = "functions.wsgi:create_app()"
     #: Function log level (env LOG_LEVEL).
     log_level: str = "warning"
+    #: Seconds a client of any listener has to send its request headers, and again its body
+    #: (env READ_TIMEOUT_SECONDS); also how long an idle keep-alive connection stays open.
+    read_timeout: int = 60
 
     _ENV: ClassVar[dict[str, str]] = {
         "broker": "BROKER",
@@ -64,6 +67,7 @@ class Settings:
         "dynamodb_endpoint": "DYNAMODB_ENDPOINT",
         "wsgi_app": "KNLOCAL_WSGI_APP",
         "log_level": "LOG_LEVEL",
+        "read_timeout": "READ_TIMEOUT_SECONDS",
     }
 
     @classmethod
@@ -89,6 +93,10 @@ class Settings:
             raise ConfigError(
                 f"DYNAMODB_ENDPOINT={settings.dynamodb_endpoint!r} is not a URL; expected e.g."
                 " http://127.0.0.1:8000"
+            )
+        if settings.read_timeout < 1:
+            raise ConfigError(
+                f"READ_TIMEOUT_SECONDS must be at least 1; found {settings.read_timeout}"
             )
         for name, choices in (("broker", BROKERS), ("store", STORES), ("profile", PROFILES)):
             value = getattr(settings, name)

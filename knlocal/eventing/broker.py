@@ -7,16 +7,18 @@ methods; `503` the backend could not store it. `OPTIONS` answers the WebHook han
 request makes it answer another 5xx.
 """
 
-import json
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from knlocal.edge import error_body, json_error
 from knlocal.errors import BackendError
 from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.events import (
+    MAX_EVENT_BYTES,
     BaseCloudEvent,
     InvalidEvent,
     as_binary_hop,
@@ -25,6 +27,8 @@ from knlocal.eventing.events import (
 )
 from knlocal.eventing.sender import Reply
 from knlocal.manifests import Broker
+
+log = logging.getLogger("knlocal.eventing")
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -118,7 +122,11 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
                 },
             )
         if request.method != "POST":
-            return json_error(405, f"method {request.method} not allowed; the broker accepts POST")
+            return json_error(
+                405,
+                f"method {request.method} not allowed; the broker accepts POST",
+                {"Allow": "POST, OPTIONS"},
+            )
         segments = [s for s in request.path.split("/") if s]
         if not segments:
             return json_error(404, "no broker at /; POST to /<namespace>/<broker>")
@@ -128,6 +136,8 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
             # §2.2 (corrections): the event is decoded and validated before the broker lookup.
             event = decode_http(request.headers, await request.read())
         except InvalidEvent as exc:
+            # The client's mistake, not the runtime's: one line, no traceback.
+            log.warning("broker %s refused an event: %s", request.path, exc)
             return json_error(400, str(exc))
         broker = brokers.get((segments[0], segments[1]))
         if broker is None:
@@ -138,21 +148,6 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
             return json_error(exc.status, exc.message)
         return web.Response(status=202)
 
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_EVENT_BYTES)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
-
-
-def error_body(message: str) -> bytes:
-    """The body of every error the runtime answers: `{"error": message}`."""
-    return json.dumps({"error": message}).encode()
-
-
-def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    """A JSON error response `{"error": message}`, as every endpoint of the runtime answers."""
-    return web.Response(
-        status=status,
-        body=error_body(message),
-        content_type="application/json",
-        headers=headers,
-    )

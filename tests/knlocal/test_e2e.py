@@ -11,13 +11,11 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,80 +27,18 @@ from referencing import Registry, Resource
 
 from functions.catalog import USER_CREATION_REQUESTED
 from functions.ce import encode_binary, new_event
+from tests.knlocal.harness import WAIT_SECONDS, Runtime, start_runtime
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Bound on every wait, so a broken runtime fails the test instead of hanging it.
-WAIT_SECONDS = 30.0
-
-
-@dataclass
-class Runtime:
-    """A running `knlocal run` and where to reach it."""
-
-    process: subprocess.Popen[str]
-    data_dir: Path
-    ingress: str
-    broker: str
-    admin: str
-    ports: tuple[int, ...]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """Start `knlocal run` (what `make run` execs) and wait until it says it is ready."""
-    data_dir = tmp_path_factory.mktemp("e2e-data")
-    ports = (_free_port(), _free_port(), _free_port())
-    env = {
-        **os.environ,
-        "INGRESS_PORT": str(ports[0]),
-        "BROKER_PORT": str(ports[1]),
-        "ADMIN_PORT": str(ports[2]),
-        "DATA_DIR": str(data_dir),
-        "BROKER": "inmemory",
-        "STORE": "sqlite",
-        "PROFILE": "local",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "knlocal.cli", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    banner = []
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        banner.append(line)
-        if line.startswith("knlocal: ready") or not line:
-            break
-    if not banner or not banner[-1].startswith("knlocal: ready"):
-        process.kill()
-        pytest.fail("runtime did not start:\n" + "".join(banner) + process.stdout.read())
-    rt = Runtime(
-        process,
-        data_dir,
-        ingress=f"http://127.0.0.1:{ports[0]}",
-        broker=f"http://127.0.0.1:{ports[1]}/default/default",
-        admin=f"http://127.0.0.1:{ports[2]}",
-        ports=ports,
-    )
-    yield rt
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    process.stdout.close()
+    with start_runtime(tmp_path_factory.mktemp("e2e-data")) as rt:
+        yield rt
 
 
 def _request(

@@ -49,11 +49,8 @@ def stale(documents: list[Any], live: LiveBroker) -> list[tuple[str, str]]:
 
 def kubectl_broker(namespace: str, name: str) -> Mapping[str, Any] | None:
     """The Broker on kubectl's current cluster, or None when there is none."""
-    out = subprocess.run(
-        ["kubectl", "get", "broker", "--namespace", namespace, name, "--ignore-not-found",
-         "--output", "json"],
-        check=True, capture_output=True, text=True,
-    ).stdout
+    command = ["kubectl", "get", "broker", "-n", namespace, name, "-ojson", "--ignore-not-found"]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out) if out.strip() else None
 
 

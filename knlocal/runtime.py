@@ -257,9 +257,8 @@ class Runtime:
 
     def _ingress_app(self) -> web.Application:
         routes = self.system.routes
-        by_host = {
-            r.service.cluster_host: r for r in self.revisions.values() if not r.service.cluster_local
-        }
+        public = [r for r in self.revisions.values() if not r.service.cluster_local]
+        by_host = {r.service.cluster_host: r for r in public}
 
         async def handle(request: web.Request) -> web.Response:
             revision = by_host.get(request.host.split(":")[0])

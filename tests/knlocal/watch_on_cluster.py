@@ -116,6 +116,14 @@ def test_watch_once_shows_the_pods_by_state(pods: None) -> None:
         "user-create",
         "user-create-response",
     }
+    # DESIRED is the PodAutoscaler's status.desiredScale, as the autoscaler wrote it (-1 while
+    # it has no metrics, which with no pod to scrape stays so here).
+    desired = {
+        name: kubectl("get", "podautoscaler", name, "-o", "jsonpath={.status.desiredScale}")
+        for name in (REVISION, "user-approve-00001")
+    }
     # SERVICE REVISION DESIRED READY PENDING TERMINATING RESTARTS WAITING
-    assert table[SERVICE] == [SERVICE, REVISION, "0", "1", "1", "1", "2", "ImagePullBackOff"]
-    assert table["user-approve"][1:6] == ["user-approve-00001", "0", "0", "0", "0"]
+    row = [SERVICE, REVISION, desired[REVISION], "1", "1", "1", "2", "ImagePullBackOff"]
+    assert table[SERVICE] == row
+    idle = ["user-approve", "user-approve-00001", desired["user-approve-00001"], "0", "0", "0"]
+    assert table["user-approve"][:6] == idle

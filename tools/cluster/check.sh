@@ -358,7 +358,11 @@ for broker in $overlays; do
   # Service is cluster-local (the default domain, svc.cluster.local, would hide it in the URL).
   public=$(k get ingresses.networking.internal.knative.dev -n default \
     -o jsonpath='{range .items[*]}{.metadata.name}: {.spec.rules[*].visibility}{"\n"}{end}' | grep ExternalIP || true)
-  if [ -z "$public" ]; then
+  routes=$(k get routes -n default -o name | wc -l)
+  kingresses=$(k get ingresses.networking.internal.knative.dev -n default -o name | wc -l)
+  if [ "$kingresses" -lt "$routes" ]; then
+    problem "BROKER=$broker: visibility not judged" "Serving made $kingresses KIngresses for $routes Routes (a Route without a Ready Revision gets none)"
+  elif [ -z "$public" ]; then
     say "BROKER=$broker: every Knative Service is cluster-local (no ExternalIP rule in any KIngress)"
   else
     problem "BROKER=$broker: Knative Services with a public route (KIngress rules' visibility)" "$public"

@@ -27,9 +27,10 @@ Then, for every broker overlay (deploy/overlays/*), it checks the whole `make ma
 and, first, a negative control: a Service Knative must reject is rejected (the webhooks are live).
 Every process is stopped and the namespace unmounted at the end, pass or fail.
 
-The one deviation from a stock install: there is no kubelet, so no pod ever runs. Before step 2,
-the check sets the cluster's config-autoscaler to initial-scale 0 (allow-zero-initial-scale), so
-Revisions can be Ready at zero pods. Not covered: the data plane (no request or event reaches a
+The install is stock but for two settings: config-domain names a domain (example.com), as any
+install with DNS does, so that a public Service would show; and, as there is no kubelet and no
+pod ever runs, before step 2 config-autoscaler is set to initial-scale 0
+(allow-zero-initial-scale), so that Revisions can be Ready at zero pods. Not covered: the data plane (no request or event reaches a
 function here).
 
 Needs root (a network namespace), Go >= 1.25 and the Go module proxy the first time (builds take
@@ -204,6 +205,9 @@ data:
 EOF
 # (quiet: the apiserver warns that v1 Endpoints is deprecated; Serving still reads them)
 out=$(k apply -f "$W/config.yaml" 2>&1) || fail "Knative's ConfigMaps and Secrets" "$out"
+# A domain, as every install with DNS sets one (Knative's "Configure DNS"): without it the
+# default domain is svc.cluster.local and every Route is cluster-local, public or not.
+k patch configmap config-domain -n knative-serving --type=merge -p '{"data":{"example.com":""}}' >/dev/null
 
 KCM_FLAGS=(--kubeconfig="$W/kubeconfig" --bind-address=127.0.0.1 --secure-port=10257 --leader-elect=false
   --service-account-private-key-file="$W/sa.key" --use-service-account-credentials=false

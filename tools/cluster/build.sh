@@ -10,6 +10,8 @@ log() { echo "cluster-check build: $*" >&2; }
 moddir() { go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
 fresh_copy() { rm -rf "$2" && cp -r "$1" "$2" && chmod -R u+w "$2" && rm -rf "$2/vendor" "$2/go.work" "$2/go.work.sum"; }
 
+[ ! -f "$KEYDIR/.complete" ] || exit 0
+command -v go >/dev/null || { log "needs Go >= 1.25 and the Go module proxy to build, once, into $KEYDIR"; exit 1; }
 mkdir -p "$KEYDIR/bin" "$KEYDIR/src"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 

@@ -72,7 +72,7 @@ for tool in etcd kubectl unshare nsenter openssl; do
 done
 [ -x "$PY" ] || fail "no Python at $PY: run make install"
 
-[ -f "$KEYDIR/.complete" ] || say "building the control plane into $KEYDIR (first run only)"
+[ -f "$KEYDIR/.complete" ] || say "building the control plane into $KEYDIR (first run only, ~12 min on 2 cores)"
 bash tools/cluster/build.sh
 B=$KEYDIR/bin S=$KEYDIR/src
 

@@ -7,7 +7,8 @@
 # Environment:
 #   BROKER  kafka or inmemory: the overlay deploy/overlays/$BROKER (required)
 #   IMAGE   the function image, NAME[:TAG] or NAME@DIGEST (default: the manifests' own,
-#           localhost/knuser-functions:0.1.0, which only a cluster with that local image can pull)
+#           dev.local/knuser-functions:0.1.0: Knative does not resolve dev.local to a digest, so
+#           a cluster whose nodes have that image loaded runs it as it is)
 #   KUSTOMIZE  a kustomize command to use instead of finding one (e.g. "kustomize build")
 #
 # Runs no cluster command: only kustomize, which `kubectl kustomize` bundles. Without kubectl or
@@ -23,7 +24,7 @@ IMAGE=${IMAGE:-}
 # kubectl 1.32's own kustomize; the Go fallback builds the same major version.
 KUSTOMIZE_MODULE=sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
 #: The image name the manifests use; `images:` in deploy/base/kustomization.yaml matches it.
-MANIFEST_IMAGE=localhost/knuser-functions
+MANIFEST_IMAGE=dev.local/knuser-functions
 
 die() { echo "render.sh: error: $*" >&2; exit 1; }
 

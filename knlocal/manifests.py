@@ -26,8 +26,9 @@ from knlocal.settings import Settings
 #: Kafka broker Trigger annotation selecting per-partition order (§3.1).
 DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
 
-#: The name of the local profile's ConfigMap whose keys override config-autoscaler.
-LOCAL_AUTOSCALER_PROFILE = "config-autoscaler-local-profile"
+#: The label that keeps a Knative Service off the public ingress: its Route gets only the
+#: cluster-local host (knative.dev/networking pkg/apis/networking/register.go, VisibilityLabelKey).
+VISIBILITY_LABEL = "networking.knative.dev/visibility"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class KnativeService:
     timeout_seconds: int
     env: Mapping[str, str]
     image: str
+    #: Only reachable from inside the cluster (`networking.knative.dev/visibility: cluster-local`).
+    cluster_local: bool = False
 
     @property
     def revision(self) -> str:
@@ -125,7 +128,7 @@ class System:
 def load(settings: Settings) -> System:
     """Load the manifests that `settings` select: knative/, brokers/<broker>/, triggers/.
 
-    With the `local` profile, knative/local/ ConfigMaps override keys of knative/'s.
+    With the `local` profile, knative/local/ adds the local machine's cluster configuration.
 
     :raises ManifestError: naming the file and what is wrong in it.
     """
@@ -152,7 +155,6 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
     bindings: list[SinkBinding] = []
     routes: list[Route] = []
     config_maps: dict[tuple[str, str], dict[str, str]] = {}
-    local_profile: dict[str, str] = {}
     # The file each reference came from, so that a dangling one is reported with its file.
     origins: list[tuple[Path, Trigger | SinkBinding | Route]] = []
     for path, doc in documents:
@@ -162,7 +164,10 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
         namespace = meta.get("namespace", "default")
         spec = doc.get("spec") or {}
         if kind == "serving.knative.dev/v1/Service":
-            services[name] = _service(path, name, namespace, spec)
+            labels = meta.get("labels") or {}
+            services[name] = _service(
+                path, name, namespace, spec, labels.get(VISIBILITY_LABEL) == "cluster-local"
+            )
         elif kind == "eventing.knative.dev/v1/Broker":
             brokers[(namespace, name)] = _broker(path, name, namespace, meta, spec)
         elif kind == "eventing.knative.dev/v1/Trigger":
@@ -181,14 +186,9 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
                 routes.append(route)
                 origins.append((path, route))
         elif kind == "v1/ConfigMap":
-            data = {str(k): str(v) for k, v in (doc.get("data") or {}).items()}
-            if name == LOCAL_AUTOSCALER_PROFILE:
-                local_profile = data
-            else:
-                config_maps[(namespace, name)] = data
-    if local_profile:
-        key = ("knative-serving", "config-autoscaler")
-        config_maps[key] = {**config_maps.get(key, {}), **local_profile}
+            config_maps[(namespace, name)] = {
+                str(k): str(v) for k, v in (doc.get("data") or {}).items()
+            }
     system = System(services, brokers, tuple(triggers), tuple(bindings), tuple(routes), config_maps)
     _check_references(system, origins)
     return system
@@ -209,7 +209,9 @@ def _documents(files: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
     return documents
 
 
-def _service(path: Path, name: str, namespace: str, spec: Mapping[str, Any]) -> KnativeService:
+def _service(
+    path: Path, name: str, namespace: str, spec: Mapping[str, Any], cluster_local: bool
+) -> KnativeService:
     template = _require(spec, "template", path)
     template_spec = _require(template, "spec", path)
     containers = _require(template_spec, "containers", path)
@@ -225,6 +227,7 @@ def _service(path: Path, name: str, namespace: str, spec: Mapping[str, Any]) -> 
         timeout_seconds=int(template_spec.get("timeoutSeconds", 300)),
         env=env,
         image=_require(container, "image", path),
+        cluster_local=cluster_local,
     )
 
 

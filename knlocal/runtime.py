@@ -1,7 +1,9 @@
 """The local runtime: every Knative object of the manifests, running on one machine.
 
 - the public ingress (default 127.0.0.1:8080) routes the VirtualService's rules, and any request
-  whose Host is `<service>.<namespace>.svc.cluster.local`, to that Service's revision;
+  whose Host is `<service>.<namespace>.svc.cluster.local`, to that Service's revision, unless
+  the Service is cluster-local (as a cluster's ingress has no route to it); in-cluster callers
+  (the broker, SinkBinding sinks) reach every Service through its revision's activator;
 - the broker ingress (127.0.0.1:8081) takes events for each Broker;
 - one dispatcher per Trigger delivers to subscribers through their revisions' activators;
 - an admin endpoint (127.0.0.1:8082) serves `/status` (JSON) and `/metrics` (Prometheus).
@@ -241,7 +243,8 @@ class Runtime:
 
     def _ingress_app(self) -> web.Application:
         routes = self.system.routes
-        by_host = {r.service.cluster_host: r for r in self.revisions.values()}
+        public = [r for r in self.revisions.values() if not r.service.cluster_local]
+        by_host = {r.service.cluster_host: r for r in public}
 
         async def handle(request: web.Request) -> web.Response:
             # Routed and forwarded on the same, normalised path (edge.normalised_path).

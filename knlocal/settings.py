@@ -26,7 +26,8 @@ class Settings:
     broker: str = "inmemory"
     #: Store backend of the functions (env STORE).
     store: str = "sqlite"
-    #: `local` applies knative/local/ over knative/ (short windows); `knative` uses Knative's.
+    #: `local` adds knative/local/ (the local cluster's config-autoscaler: start at zero, short
+    #: windows); `knative` runs with Knative's defaults, as a stock install.
     profile: str = "local"
     #: The folder holding knative/, brokers/ and triggers/ (env MANIFESTS).
     manifests: Path = Path(".")

@@ -8,7 +8,7 @@
 #   tools/podman.sh info      print IMAGE's size and the local base's name
 #
 # Environment:
-#   IMAGE          tag to build (default localhost/knuser-functions:0.1.0, the manifests' image)
+#   IMAGE          tag to build (default dev.local/knuser-functions:0.1.0, the manifests' image)
 #   BASE_IMAGE     the Dockerfile's base; empty = its default (the official slim Python, which
 #                  needs a registry); `local` = the Debian base made by `base` (no registry needed)
 #   CONTAINERS_CONF  podman settings (default tools/containers.conf: no default ulimits, runc)
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-IMAGE=${IMAGE:-localhost/knuser-functions:0.1.0}
+IMAGE=${IMAGE:-dev.local/knuser-functions:0.1.0}
 BASE_IMAGE=${BASE_IMAGE:-}
 LOCAL_BASE=localhost/knuser-python-base:bookworm
 # The packages of the local base, and the tarball they are cached in: a change to the list makes

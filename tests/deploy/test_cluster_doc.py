@@ -35,6 +35,16 @@ SCALE_FLAGS = {
     "scale_activation": "autoscaling.knative.dev/activation-scale",
 }
 Object = dict[str, Any]
+#: What `kn service create --security-context strict` (kn's default) sets on the container:
+#: Knative's secure defaults (knative/client pkg/kn/flags/podspec_helper.go, PR #1821).
+KN_STRICT = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+#: The label `kn service create --cluster-local` sets.
+KN_CLUSTER_LOCAL = ("networking.knative.dev/visibility", "cluster-local")
 
 
 def _commands(markdown: str) -> list[list[str]]:
@@ -59,7 +69,9 @@ def _commands(markdown: str) -> list[list[str]]:
     return commands
 
 
-def _parser(*flags: str, repeated: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+def _parser(
+    *flags: str, repeated: tuple[str, ...] = (), switches: tuple[str, ...] = ()
+) -> argparse.ArgumentParser:
     # exit_on_error=False: an unknown flag is a test failure naming it, not a SystemExit.
     parser = argparse.ArgumentParser(exit_on_error=False, add_help=False)
     parser.add_argument("name")
@@ -67,6 +79,8 @@ def _parser(*flags: str, repeated: tuple[str, ...] = ()) -> argparse.ArgumentPar
         parser.add_argument(flag)
     for flag in repeated:
         parser.add_argument(flag, action="append", default=[])
+    for flag in switches:
+        parser.add_argument(flag, action="store_true")
     return parser
 
 
@@ -77,8 +91,10 @@ SERVICE = _parser(
     "--port",
     "--probe-readiness",
     "--probe-liveness",
+    "--security-context",
     *(f"--{flag.replace('_', '-')}" for flag in SCALE_FLAGS),
     repeated=("--env", "--env-from", "--label-service", "--annotation-revision"),
+    switches=("--cluster-local",),
 )
 TRIGGER = _parser("--broker", "--sink", repeated=("--filter",))
 BINDING = _parser("--subject", "--sink")
@@ -123,13 +139,19 @@ def _service(args: argparse.Namespace) -> Object:
         "readinessProbe": _http_probe(args.probe_readiness),
         "livenessProbe": _http_probe(args.probe_liveness),
     }
+    # kn's default is strict; the doc says so explicitly, as the manifests do.
+    assert args.security_context == "strict", "docs/cluster.md: pass --security-context strict"
+    container["securityContext"] = KN_STRICT
     if args.env_from:
         # kn: secret:NAME (cm:NAME for a ConfigMap); the manifests mark the Secret optional.
         container["envFrom"] = [
             {"secretRef": {"name": v.split(":", 1)[1], "optional": True}} for v in args.env_from
         ]
+    labels = _pairs(args.label_service)
+    if args.cluster_local:
+        labels[KN_CLUSTER_LOCAL[0]] = KN_CLUSTER_LOCAL[1]
     return {
-        "labels": _pairs(args.label_service),
+        "labels": labels,
         "template": {
             "metadata": {"annotations": annotations},
             "spec": {

@@ -29,7 +29,7 @@ from tests.conftest import require_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfiles" / "functions.Dockerfile"
-IMAGE = os.environ.get("IMAGE", "localhost/knuser-functions:0.1.0")
+IMAGE = os.environ.get("IMAGE", "dev.local/knuser-functions:0.1.0")
 #: tools/podman.sh's settings (no default ulimits, runc), needed on the development machines.
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "tools" / "containers.conf")}
 #: Bound on every wait, so a broken image fails the test instead of hanging it.

@@ -7,8 +7,11 @@ hostile client reaches them over real loopback sockets.
 
 import http.client
 import json
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -46,6 +49,48 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
         tmp_path_factory.mktemp("bad-input-data"), READ_TIMEOUT_SECONDS=str(READ_TIMEOUT)
     ) as rt:
         yield rt
+
+
+@pytest.fixture(scope="module")
+def function(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """user-create as its image runs it (gunicorn with the image's settings), on a free port.
+
+    user-create is cluster-local (knative/services/user-create.yaml): the public ingress does not
+    reach it, so the test calls the instance itself, as an in-cluster caller would.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "FUNCTION": "user-create",
+        "K_SERVICE": "user-create",
+        "DATA_DIR": str(tmp_path_factory.mktemp("user-create")),
+        "K_SINK": "http://127.0.0.1:9/unused",
+        "PORT": str(port),
+    }
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:functions.gunicorn_conf"]
+    process = subprocess.Popen(
+        [*command, "--bind", f"127.0.0.1:{port}", "functions.wsgi:create_app()"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            _call(url, "GET", "/health/readiness")
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("user-create did not start under gunicorn") from None
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
 
 
 def _call(
@@ -143,16 +188,15 @@ def test_malformed_request_at_broker_ingress_is_one_warning_line(runtime: Runtim
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_deeply_nested_event_straight_to_a_function_is_400(runtime: Runtime, mode: str) -> None:
-    """The ingress routes a cluster-local Host straight to that Service (no broker in between)."""
+def test_deeply_nested_event_straight_to_a_function_is_400(function: str, mode: str) -> None:
+    """A function instance, as an in-cluster caller reaches it (no broker in between)."""
     if mode == "binary":
         headers, body = dict(CE_HEADERS), DEEP
     else:
         attributes = {k[3:]: v for k, v in CE_HEADERS.items() if k.startswith("ce-")}
         headers = {"Content-Type": "application/cloudevents+json"}
         body = json.dumps(attributes)[:-1].encode() + b',"data":' + DEEP + b"}"
-    headers["Host"] = "user-create.default.svc.cluster.local"
-    status, response_headers, response = _call(runtime.ingress, "POST", "/", body, headers)
+    status, response_headers, response = _call(function, "POST", "/", body, headers)
     assert "nested deeper than" in _json_error(status, response_headers, response, 400)
 
 
@@ -211,14 +255,13 @@ def test_body_over_the_function_limit_is_a_json_413(runtime: Runtime) -> None:
     ],
 )
 def test_framework_errors_are_json_on_every_listener(
-    runtime: Runtime, listener: str, method: str, path: str, expected: int
+    runtime: Runtime, function: str, listener: str, method: str, path: str, expected: int
 ) -> None:
-    base = {"broker": runtime.broker, "admin": runtime.admin}.get(listener, runtime.ingress)
-    headers = {}
-    if listener not in ("ingress", "broker", "admin"):
-        headers["Host"] = f"{listener}.default.svc.cluster.local"
+    base = {"broker": runtime.broker, "admin": runtime.admin, "user-create": function}.get(
+        listener, runtime.ingress
+    )
     body = b"{}" if method == "POST" else None
-    status, headers, body = _call(base, method, path, body, headers)
+    status, headers, body = _call(base, method, path, body, {})
     _json_error(status, headers, body, expected)
     if expected == 405:
         assert headers.get("Allow"), headers

@@ -10,6 +10,7 @@ from knlocal.errors import ManifestError
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.delivery import DeliverySpec, Destination, ObjectRef
 from knlocal.manifests import Route, build, load
+from knlocal.serving.scaling import AutoscalerDefaults, RevisionScaling
 from knlocal.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,12 +23,6 @@ SERVICES = {
     "user-create-response",
 }
 BROKERS = [("inmemory", MT_CHANNEL_BASED_BROKER), ("kafka", KAFKA_BROKER)]
-
-
-def autoscaler_file() -> dict[str, str]:
-    """knative/config-autoscaler.yaml's data, read straight from the file."""
-    doc = yaml.safe_load((ROOT / "knative" / "config-autoscaler.yaml").read_text("utf-8"))
-    return {str(k): str(v) for k, v in doc["data"].items()}
 
 
 @pytest.mark.parametrize(("broker", "broker_class"), BROKERS, ids=[b for b, _ in BROKERS])
@@ -83,35 +78,62 @@ def test_services_carry_their_function_and_scale_to_zero() -> None:
         assert service.revision == f"{name}-00001"
 
 
-# (id, profile, keys expected to differ from knative/config-autoscaler.yaml)
+# (id, profile, the config-autoscaler the runtime reads)
 PROFILES: list[tuple[str, str, dict[str, str]]] = [
-    ("local", "local", {"stable-window": "6s", "scale-to-zero-grace-period": "2s"}),
+    (
+        "local",
+        "local",
+        {
+            "initial-scale": "0",
+            "allow-zero-initial-scale": "true",
+            "stable-window": "6s",
+            "scale-to-zero-grace-period": "2s",
+        },
+    ),
+    # A stock install ships config-autoscaler without data: Knative's defaults (§1.2).
     ("knative", "knative", {}),
 ]
 
 
 @pytest.mark.parametrize(
-    ("profile", "overrides"), [row[1:] for row in PROFILES], ids=[row[0] for row in PROFILES]
+    ("profile", "expected"), [row[1:] for row in PROFILES], ids=[row[0] for row in PROFILES]
 )
-def test_local_profile_overrides_autoscaler_keys_only_when_selected(
-    profile: str, overrides: dict[str, str]
+def test_config_autoscaler_is_the_local_profile_or_knatives_defaults(
+    profile: str, expected: dict[str, str]
 ) -> None:
-    """PROFILE=local overrides two config-autoscaler keys; PROFILE=knative keeps Knative's."""
+    """PROFILE=local reads knative/local/config-autoscaler.yaml; nothing else ships one."""
     system = load(Settings(manifests=ROOT, profile=profile))
-    assert system.config_map("knative-serving", "config-autoscaler") == {
-        **autoscaler_file(),
-        **overrides,
+    assert system.config_map("knative-serving", "config-autoscaler") == expected
+
+
+def test_the_local_profile_starts_every_service_at_zero() -> None:
+    """`make run` starts at zero as before; PROFILE=knative at Knative's initial scale, 1."""
+    for profile, initial in (("local", 0), ("knative", 1)):
+        system = load(Settings(manifests=ROOT, profile=profile))
+        defaults = AutoscalerDefaults.from_configmap(
+            system.config_map("knative-serving", "config-autoscaler")
+        )
+        for service in system.services.values():
+            scaling = RevisionScaling.resolve(
+                service.annotations, service.container_concurrency, defaults
+            )
+            assert scaling.initial_scale == initial, (profile, service.name)
+
+
+def test_services_are_cluster_local_and_the_kafka_broker_reads_its_own_config() -> None:
+    """Every Service carries the visibility label; the Broker's ConfigMap is the project's."""
+    system = load(Settings(broker="kafka", manifests=ROOT))
+    assert all(s.cluster_local for s in system.services.values())
+    broker = system.brokers["default", "default"]
+    assert broker.config == {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "knuser-kafka-broker-config",
+        "namespace": "default",
     }
-    # The profile is an overlay, never a ConfigMap of its own.
-    assert system.config_map("knative-serving", "config-autoscaler-local-profile") == {}
-
-
-def test_knative_profile_keeps_knative_windows() -> None:
-    """Without the local profile the windows are Knative's defaults (§1.2)."""
-    data = load(Settings(manifests=ROOT, profile="knative")).config_map(
-        "knative-serving", "config-autoscaler"
-    )
-    assert (data["stable-window"], data["scale-to-zero-grace-period"]) == ("60s", "30s")
+    data = system.config_map("default", "knuser-kafka-broker-config")
+    assert data["default.topic.replication.factor"] == "1"
+    assert system.config_map("knative-eventing", "kafka-broker-config") == {}
 
 
 # --- broken manifests -------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def compile_expression(text: str) -> Expression:
     """
     root = parse(text)
     names: set[str] = set()
-    return Expression(text, root, frozenset(names), _compile(root, names), _ZERO[_type_of(root)])
+    run = _compile(root, names)
+    return Expression(text, root, frozenset(names), run, _ZERO[_type_of(root)])
 
 
 def _type_of(node: Node) -> type:

@@ -594,7 +594,7 @@ def validate_trigger_filters(spec: Mapping[str, Any]) -> None:
         raise ManifestError("; ".join(problems))
 
 
-def _collect(problems: list[str], check: Callable[..., None], *args: Any) -> None:
+def _collect(problems: list[str], check: Callable[..., object], *args: Any) -> None:
     """Run one check, recording its error instead of stopping at it."""
     try:
         check(*args)

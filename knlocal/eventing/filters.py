@@ -508,11 +508,11 @@ class _CesqlFilter:
     render: Callable[[Any], str]
 
     def evaluate(self, attributes: Mapping[str, Any]) -> FilterResult:
-        values = {
-            name: self.render(attributes[name])
-            for name in self.expression.attributes
-            if attributes.get(name) is not None
-        }
+        values: dict[str, str] = {}
+        for name in self.expression.attributes:
+            value = attributes.get(name)
+            if value is not None:
+                values[name] = value if type(value) is str else self.render(value)
         result = self.expression.evaluate(values)
         if result.error is None and result.value is True:
             return FilterResult.PASS

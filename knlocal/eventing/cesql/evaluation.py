@@ -297,12 +297,26 @@ def _like_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
+def _like_matcher(pattern: str) -> Callable[[str], bool]:
+    """A matcher for a LIKE pattern; the usual prefix and suffix forms skip the regex."""
+    body = pattern.strip("%")
+    if not any(char in body for char in "%_\\"):
+        if pattern == body:
+            return body.__eq__
+        if pattern == body + "%":
+            return lambda text: text.startswith(body)
+        if pattern == "%" + body:
+            return lambda text: text.endswith(body)
+    regex = _like_pattern(pattern)
+    return lambda text: regex.fullmatch(text) is not None
+
+
 def _like(node: Like, subject: _Run) -> _Run:
-    matches = _like_pattern(node.pattern).fullmatch
+    matches = _like_matcher(node.pattern)
     negated = node.negated
 
     def run(attributes: Attributes) -> Value:
-        return (matches(to_string(subject(attributes))) is None) is negated
+        return matches(to_string(subject(attributes))) is not negated
 
     return run
 

@@ -94,7 +94,7 @@ def _type_of(node: Node) -> type:
     if isinstance(node, Unary):
         return bool if node.operator == "NOT" else int
     if isinstance(node, Binary):
-        return int if node.operator in "+-*/%" else bool
+        return int if node.operator in _ARITHMETIC else bool
     if isinstance(node, Call):
         function = resolve(node.name, len(node.arguments))
         return bool if function is None else function.returns
@@ -266,7 +266,7 @@ def _integers(node: Binary, left: _Run, right: _Run, compare: Callable[[int, int
 
 
 def _arithmetic(node: Binary, left: _Run, right: _Run, apply: Callable[[int, int], int]) -> _Run:
-    divides = node.operator in "/%"
+    divides = node.operator in ("/", "%")
 
     def run(attributes: Attributes) -> Value:
         x, y, problem = _two_integers(attributes, left, right)

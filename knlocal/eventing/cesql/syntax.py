@@ -228,13 +228,14 @@ class _Parser:
             token = self.peek()
             negated = token.kind == "NOT"
             operator = self.peek(1).kind if negated else token.kind
-            if operator == "LIKE" and level <= _LIKE_LEVEL:
+            if operator in ("LIKE", "IN"):
+                if level > (_LIKE_LEVEL if operator == "LIKE" else _IN_LEVEL):
+                    return left
                 self.index += 2 if negated else 1
-                pattern = self.take(_STR)
-                left = Like(left, _unquote(pattern.text), negated)
-            elif operator == "IN" and level <= _IN_LEVEL:
-                self.index += 2 if negated else 1
-                left = In(left, self.members(), negated)
+                if operator == "LIKE":
+                    left = Like(left, _unquote(self.take(_STR).text), negated)
+                else:
+                    left = In(left, self.members(), negated)
             elif negated:
                 raise self.error("LIKE or IN after NOT")
             elif operator in _BINARY_LEVELS and level <= _BINARY_LEVELS[operator]:

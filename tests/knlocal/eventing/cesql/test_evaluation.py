@@ -34,6 +34,9 @@ from knlocal.eventing.cesql.syntax import Binary, Unary, parse
         ("'a%' LIKE 'a\\%'", True),
         ("'ab' LIKE 'a\\b'", False),
         ("'a\\b' LIKE 'a\\b'", True),
+        # NOT binds to TRUE alone; NOT LIKE then applies to its result.
+        ("NOT TRUE NOT LIKE 'f%'", False),
+        ("-1 IN (1, -1)", True),
         ("3 IN (1, 2)", False),
         ("3 NOT IN (1, 2)", True),
         ("CONCAT_WS('-', 1, TRUE)", "1-true"),

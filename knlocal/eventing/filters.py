@@ -16,8 +16,10 @@ filter built here follows the class it is built for:
   ``{myext: ""}`` matches even when ``myext`` is absent; a dialect element with nothing
   set is a no-op that passes.
 
-``cesql`` filters are not supported: building or validating one raises
-:class:`~knlocal.errors.ManifestError`.
+``cesql`` is CloudEvents SQL v1 (:mod:`knlocal.eventing.cesql`), compiled when the
+filter is built or validated (a syntax error is a :class:`~knlocal.errors.ManifestError`
+naming the position) and evaluated per event. Both classes fail an event when the
+expression errors or does not yield ``true`` (EVENTING ``cesql_filter.go``, spec §1.2).
 
 ``attributes`` is an event's attribute map as ``CloudEvent.get_attributes()`` of the
 cloudevents SDK v2 returns it: context attributes and extensions, with ``time`` as a
@@ -34,18 +36,15 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from knlocal.errors import ManifestError
+from knlocal.eventing.cesql import Expression, ParseError, compile_expression
 from knlocal.eventing.classes import BrokerClass, DataPlane
 
 __all__ = [
-    "CESQL_UNSUPPORTED",
     "EventFilter",
     "FilterResult",
     "build_trigger_filter",
     "validate_trigger_filters",
 ]
-
-#: Message of the error raised for a ``cesql`` filter.
-CESQL_UNSUPPORTED: Final = "cesql filters are not supported by the local runtime"
 
 # knative-semantics.md §2.3: the webhook's rule for attribute names in both dialects.
 _ATTRIBUTE_NAME: Final = re.compile(r"^[a-z][a-z0-9]*$")
@@ -354,8 +353,7 @@ def _build_go_element(element: Mapping[str, Any], path: str) -> EventFilter | No
     negated = element.get("not")
     if negated is not None:
         return _GoNotFilter(_build_go_element(_mapping(negated, f"{path}.not"), f"{path}.not"))
-    _reject_cesql(element, path)
-    return None
+    return _cesql_filter(element, path, _go_sprint)
 
 
 def _build_go_list(elements: Sequence[Mapping[str, Any]], path: str) -> tuple[EventFilter, ...]:
@@ -458,8 +456,7 @@ def _build_kafka_element(element: Mapping[str, Any], path: str) -> EventFilter:
         value = element.get(dialect)
         if value is not None:
             return _kafka_match_filter(_string_map(value, f"{path}.{dialect}"), dialect)
-    _reject_cesql(element, path)
-    return _KAFKA_NOOP
+    return _cesql_filter(element, path, _java_to_string) or _KAFKA_NOOP
 
 
 def _build_kafka_list(elements: Sequence[Mapping[str, Any]], path: str) -> tuple[EventFilter, ...]:
@@ -497,13 +494,44 @@ def _element_list(value: Any, path: str) -> list[Mapping[str, Any]]:
     return [_mapping(element, f"{path}[{i}]") for i, element in enumerate(value)]
 
 
-def _reject_cesql(element: Mapping[str, Any], path: str) -> None:
+@dataclass(frozen=True)
+class _CesqlFilter:
+    """``cesql``: PASS only if the expression yields ``true`` without an error.
+
+    EVENTING ``subscriptionsapi/cesql_filter.go``: an evaluation error fails the event;
+    CESQL spec §1.2: so does a value that is not a Boolean. Values are read as the text the
+    broker's filter sees after binary-mode hops (``render``); an absent attribute is
+    missing, so ``EXISTS subject`` is false on an event without one.
+    """
+
+    expression: Expression
+    render: Callable[[Any], str]
+
+    def evaluate(self, attributes: Mapping[str, Any]) -> FilterResult:
+        values: dict[str, str] = {}
+        for name in self.expression.attributes:
+            value = attributes.get(name)
+            if value is not None:
+                values[name] = value if type(value) is str else self.render(value)
+        result = self.expression.evaluate(values)
+        if result.error is None and result.value is True:
+            return FilterResult.PASS
+        return FilterResult.FAIL
+
+
+def _cesql_filter(
+    element: Mapping[str, Any], path: str, render: Callable[[Any], str]
+) -> EventFilter | None:
+    """Compile an element's ``cesql``; ``None`` when it is absent or empty (no filter)."""
     expression = element.get("cesql")
     if expression is None or expression == "":
-        return
+        return None
     if not isinstance(expression, str):
         raise ManifestError(f"{path}.cesql: expected a string, found {type(expression).__name__}")
-    raise ManifestError(f"{path}.cesql: {CESQL_UNSUPPORTED}")
+    try:
+        return _CesqlFilter(compile_expression(expression), render)
+    except ParseError as error:
+        raise ManifestError(f"{path}.cesql: {error}") from None
 
 
 # --- Public API ---------------------------------------------------------------------------
@@ -520,7 +548,7 @@ def build_trigger_filter(spec: Mapping[str, Any], broker_class: BrokerClass) -> 
     :param spec: the Trigger's ``spec`` as loaded from YAML.
     :param broker_class: class of the Trigger's Broker (see :mod:`knlocal.eventing.classes`).
     :return: the filter.
-    :raises ManifestError: a field has the wrong shape or a filter uses ``cesql``.
+    :raises ManifestError: a field has the wrong shape or a ``cesql`` expression does not parse.
     """
     kafka = broker_class.data_plane is DataPlane.JAVA
     elements = _element_list(spec.get("filters"), "spec.filters")
@@ -547,10 +575,9 @@ def validate_trigger_filters(spec: Mapping[str, Any]) -> None:
 
     Checks (knative-semantics.md §2.3, EVENTING ``trigger_validation.go``): attribute
     names match ``^[a-z][a-z0-9]*$``; each element of ``filters`` sets one dialect;
-    nested ``all``/``any``/``not`` obey
-    the same rules. The API server's schema checks are added (mappings, lists, string
-    values, no unknown dialect), and ``cesql`` is refused since the local runtime
-    cannot evaluate it. Every problem found is reported in one error.
+    nested ``all``/``any``/``not`` obey the same rules. The API server's schema checks are
+    added (mappings, lists, string values, no unknown dialect), and a ``cesql`` expression
+    must parse. Every problem found is reported in one error.
 
     :param spec: the Trigger's ``spec`` as loaded from YAML.
     :raises ManifestError: the filters are invalid; the message lists every problem.
@@ -564,7 +591,7 @@ def validate_trigger_filters(spec: Mapping[str, Any]) -> None:
         raise ManifestError("; ".join(problems))
 
 
-def _collect(problems: list[str], check: Callable[..., None], *args: Any) -> None:
+def _collect(problems: list[str], check: Callable[..., object], *args: Any) -> None:
     """Run one check, recording its error instead of stopping at it."""
     try:
         check(*args)
@@ -616,7 +643,7 @@ def _validate_element(element: Mapping[str, Any], path: str, problems: list[str]
             _collect(problems, _validate_list, element[dialect], f"{path}.{dialect}", problems)
     if element.get("not") is not None:
         _collect(problems, _validate_negated, element["not"], f"{path}.not", problems)
-    _collect(problems, _reject_cesql, element, path)
+    _collect(problems, _cesql_filter, element, path, _go_sprint)
 
 
 def _validate_negated(value: Any, path: str, problems: list[str]) -> None:

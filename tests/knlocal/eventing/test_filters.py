@@ -11,7 +11,6 @@ from cloudevents.core.v1.event import CloudEvent
 from knlocal.errors import ManifestError
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.filters import (
-    CESQL_UNSUPPORTED,
     FilterResult,
     build_trigger_filter,
     validate_trigger_filters,
@@ -242,24 +241,6 @@ def test_s2_3_filters_dialects_per_class(
     spec = dialects(*elements)
     assert build_trigger_filter(spec, MT).evaluate(attributes) is expected_mt
     assert build_trigger_filter(spec, KAFKA).evaluate(attributes) is expected_kafka
-
-
-@pytest.mark.parametrize("broker_class", [MT, KAFKA])
-@pytest.mark.parametrize(
-    "spec",
-    [
-        dialects({"cesql": "type = 't'"}),
-        dialects({"all": [{"exact": {"type": "t"}}, {"cesql": "type = 't'"}]}),
-        dialects({"not": {"cesql": "true"}}),
-    ],
-    ids=["top-level", "inside-all", "inside-not"],
-)
-def test_s2_3_cesql_is_refused(spec: dict[str, Any], broker_class: str) -> None:
-    """``cesql`` filters raise a ManifestError naming the limitation, wherever they are."""
-    with pytest.raises(ManifestError, match=CESQL_UNSUPPORTED):
-        build_trigger_filter(spec, broker_class)
-    with pytest.raises(ManifestError, match=CESQL_UNSUPPORTED):
-        validate_trigger_filters(spec)
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,11 @@ class BurstResult:
             "command": list(command),
             "started_at": self.started_at,
             "machine": machine_info(self.loadavg_before, self.loadavg_after),
-            "config": {**asdict(self.config), "out_dir": str(self.config.out_dir)},
+            "config": {
+                **asdict(self.config),
+                "out_dir": str(self.config.out_dir),
+                "data_dir": str(self.config.data_dir) if self.config.data_dir else None,
+            },
             "created": len(self.operations),
             "accepted": len(accepted),
             "completed": sum(1 for o in finished if o.state == "completed"),

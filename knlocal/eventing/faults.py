@@ -44,6 +44,8 @@ log = logging.getLogger("knlocal.faults")
 
 TRIGGER_KINDS = frozenset({"drop", "duplicate", "delay", "reorder", "fail", "slow_reply"})
 BROKER_KINDS = frozenset({"duplicate", "delay", "fail"})
+#: Seconds between two deliveries a `reorder` window releases, in their shuffled order.
+REORDER_GAP = 0.002
 _RULE_KEYS = frozenset({"kind", "probability", "every", "delay", "status", "window", "wait"})
 
 
@@ -255,7 +257,7 @@ class FaultyTarget:
         self.name = name
         self.rules = rules
         self.injector = injector
-        self._held: list[asyncio.Event] = []
+        self._held: list[asyncio.Future[int]] = []
 
     async def send(self, headers: Mapping[str, str], body: bytes, timeout: float | None) -> Reply:
         """See :class:`knlocal.eventing.sender.Target`."""
@@ -286,21 +288,23 @@ class FaultyTarget:
 
     async def _reorder(self, rule: Rule, rng: random.Random) -> None:
         """Hold until `window` deliveries are held (or `delay`, 0.5 s by default, passed)."""
-        mine = asyncio.Event()
+        mine: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._held.append(mine)
         if len(self._held) >= rule.window:
             self._release(rng)
-        limit = rule.delay.draw(rng) or 0.5
         try:
-            await asyncio.wait_for(mine.wait(), limit)
+            position = await asyncio.wait_for(asyncio.shield(mine), rule.delay.draw(rng) or 0.5)
         except TimeoutError:
             self._release(rng)
+            position = mine.result()
+        # Tasks woken together resume in no promised order: the shuffled places are spaced.
+        await asyncio.sleep(position * REORDER_GAP)
 
     def _release(self, rng: random.Random) -> None:
         held, self._held = self._held, []
         rng.shuffle(held)
-        for event in held:  # waiters wake in the order they are set
-            event.set()
+        for position, waiter in enumerate(held):
+            waiter.set_result(position)
 
     async def _slow_reply(
         self,

@@ -154,7 +154,7 @@ def test_drop_never_reaches_the_subscriber_and_times_out(tmp_path: Path) -> None
     assert injector.snapshot() == {"default/t": {"drop": 2}}
 
 
-def test_drop_waits_the_request_timeout_when_there_is_one(tmp_path: Path) -> None:
+def test_drop_waits_the_request_timeout_when_it_is_shorter(tmp_path: Path) -> None:
     faulty, _, _ = target(tmp_path, "[{kind: drop, every: 1, wait: 5}]")
     started = asyncio.run(_elapsed(faulty, 0.05))
     assert 0.04 <= started < 1

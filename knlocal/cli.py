@@ -4,7 +4,7 @@ knlocal run [--broker inmemory|kafka] [--store sqlite|dynamodb] [--profile local
             [--faults FILE]
 knlocal status [--watch]
 knlocal watch [--namespace NS] [--once]   (a Knative cluster's pods; needs a kubeconfig)
-knlocal burst [-n N] [--rate R] [--concurrency C] [--url URL] [--admin URL]
+knlocal burst [-n N] [--rate R] [--concurrency C] [--url URL] [--admin URL] [--data-dir DIR]
 """
 
 import argparse

@@ -7,8 +7,8 @@ the Broker's ingress). What the product claims, checked from the stores by `knlo
 
 - every `POST /users` that got 202 ends final (none lost, none stranded pending);
 - at-least-once never means twice in effect: one user per completed operation;
-- a fault the retries absorb fails no operation; only a refused publish (the Broker's ingress
-  answering 503 to operation-create) may fail one, and then it says so and has no user.
+- a fault the retries absorb fails no operation; only a refused reply (the Broker's ingress
+  answering 503 to every try) may fail one, and then it has no user that was decided.
 
 The Kafka backend runs on a Kafka of this module's own (tools/kafka.sh on free ports): the
 runtime's topic and consumer groups are the manifests' fixed names, which another runtime on the
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient
 
 from knlocal.burst import check_stores
+from knlocal.eventing.classes import KAFKA_BROKER
 from tests.knlocal.eventing.backends.kafka_server import (
     PrivateKafka,
     RuntimeProcess,
@@ -91,14 +91,9 @@ def backend_env(request: pytest.FixtureRequest, backend: str) -> dict[str, str]:
 
 
 def forget_kafka_state(servers: str) -> None:
-    """Delete every topic and consumer group, so the next runtime starts from nothing."""
-    admin = KafkaAdminClient(bootstrap_servers=servers, client_id="tests-faults")
-    try:
-        groups = [group for group, _ in admin.list_consumer_groups()]
-        topics = [t for t in admin.list_topics() if not t.startswith("__")]
-    finally:
-        admin.close()
-    drop(servers, topics, groups)
+    """Delete the Broker's topic and the Triggers' groups, so the next runtime starts afresh."""
+    groups = [KAFKA_BROKER.consumer_group(*trigger.split("/")) for trigger in TRIGGERS]
+    drop(servers, ["knative-broker-default-default"], groups)
 
 
 def name(index: int) -> str:
@@ -161,16 +156,14 @@ def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
             forget_kafka_state(env["KAFKA_BOOTSTRAP_SERVERS"])
     kind = fault.removeprefix("broker-")
     assert sum(kinds.get(kind, 0) for kinds in injected.values()) > 0, injected
-    assert [s for s, _ in answers] == [202] * BURST, answers  # failed publishes answer 202 too
+    # functions/sink.py retries the ingress's 503; only if every try is refused does the
+    # POST answer 503 (and the operation, failed, is the client's to retry).
+    allowed = {202, 503} if fault == "broker-fail" else {202}
+    assert {s for s, _ in answers} <= allowed, answers
     verdict = check_stores(runtime.data_dir, accepted, lost=sorted(set(accepted) - set(final)))
     assert verdict["ok"], verdict
     failed = {i: op for i, op in final.items() if op["status"] == "failed"}
-    if fault == "broker-fail":
-        # The ingress refused operation-create's publish: the operation says so, no user exists.
-        assert all("could not be queued" in op["reason"] for op in failed.values()), failed
-    else:
-        assert not failed, failed
+    assert not failed, failed  # 5 retries (of 20 % each) absorb even the ingress's 503s
     users = user_rows(runtime.data_dir)
     completed = [i for i in accepted if final[i]["status"] == "completed"]
     assert {i: users.get(i) for i in completed} == dict.fromkeys(completed, 1)
-    assert not any(users.get(i) for i in failed)

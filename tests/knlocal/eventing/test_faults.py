@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from knlocal import manifests
 from knlocal.eventing.faults import Delay, FaultPlanError, FaultyTarget, Injector, Rule, load
 from knlocal.eventing.sender import Reply
+from knlocal.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
 
 GOOD = """
 seed: 7
@@ -203,3 +207,13 @@ def test_the_same_seed_hits_the_same_deliveries(tmp_path: Path) -> None:
         runs.append(recorder.seen)
     assert runs[0] == runs[1]
     assert 0 < len(runs[0]) < 20
+
+
+def test_the_readme_example_plan_names_what_the_manifests_have() -> None:
+    plan = load(ROOT / "docs" / "faults-example.yaml")
+    system = manifests.load(Settings.from_env(manifests=str(ROOT)))
+    plan.check_names(
+        {f"{t.namespace}/{t.name}" for t in system.triggers},
+        {f"{ns}/{name}" for ns, name in system.brokers},
+    )
+    assert {r.kind for rules in plan.triggers.values() for r in rules} >= {"duplicate", "drop"}

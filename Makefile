@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-run: $(STAMP) ## run the whole system locally (BROKER=…, STORE=…); Ctrl-C stops it
+run: $(STAMP) ## run the whole system locally (BROKER=…, STORE=…, FAULTS=plan.yaml); Ctrl-C stops it
 	@if [ "$(BROKER)" = kafka ]; then bash tools/kafka.sh status >/dev/null || { echo "BROKER=kafka needs Kafka: run 'make kafka' first"; exit 1; }; fi
 	@if [ "$(STORE)" = dynamodb ]; then bash tools/dynamodb.sh status >/dev/null || { echo "STORE=dynamodb needs DynamoDB Local: run 'make dynamodb' first"; exit 1; }; fi
 	exec $(BIN)/knlocal run

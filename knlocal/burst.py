@@ -17,10 +17,12 @@ import asyncio
 import json
 import os
 import platform
+import sqlite3
 import statistics
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +61,8 @@ class BurstConfig:
     :ivar settle_timeout: seconds after the last operation ended to wait for every service to be
         back at zero instances.
     :ivar out_dir: where the JSON report and the PNG plot go.
+    :ivar data_dir: the runtime's DATA_DIR, whose SQLite stores (functions/stores/) are checked
+        after the burst (see :func:`check_stores`), or None to check nothing.
     """
 
     count: int = 300
@@ -70,6 +74,7 @@ class BurstConfig:
     follow_timeout: float = 30.0
     settle_timeout: float = 30.0
     out_dir: Path = Path("bench/results")
+    data_dir: Path | None = None
 
 
 @dataclass
@@ -129,12 +134,17 @@ class BurstResult:
             if o.error:
                 errors[o.error] = errors.get(o.error, 0) + 1
         services = _service_figures(self.samples, self.status_before, self.status_after)
+        operation_ids = [o.operation_id for o in accepted if o.operation_id is not None]
         return {
             "kind": "burst",
             "command": list(command),
             "started_at": self.started_at,
             "machine": machine_info(self.loadavg_before, self.loadavg_after),
-            "config": {**asdict(self.config), "out_dir": str(self.config.out_dir)},
+            "config": {
+                **asdict(self.config),
+                "out_dir": str(self.config.out_dir),
+                "data_dir": str(self.config.data_dir) if self.config.data_dir else None,
+            },
             "created": len(self.operations),
             "accepted": len(accepted),
             "completed": sum(1 for o in finished if o.state == "completed"),
@@ -165,8 +175,75 @@ class BurstResult:
                 if self.back_to_zero_at is not None
                 else None
             ),
+            "faults_injected": _faults_injected(self.status_before, self.status_after),
+            "integrity": (
+                check_stores(
+                    self.config.data_dir,
+                    operation_ids,
+                    lost=[
+                        o.operation_id for o in accepted if o.finished is None and o.operation_id
+                    ],
+                )
+                if self.config.data_dir is not None
+                else None
+            ),
             "samples": self.samples,
         }
+
+
+def check_stores(
+    data_dir: Path, operation_ids: Sequence[str], lost: Sequence[str]
+) -> dict[str, Any]:
+    """What the stores say of the burst's operations: the claims at-least-once must keep.
+
+    Read from the SQLite files under the runtime's DATA_DIR (functions/stores/sqlite.py):
+
+    - `lost`: accepted, and never seen final by the client;
+    - `duplicate_users`: more than one user row for one operation;
+    - `stranded_pending`: still `pending` in the operations store;
+    - `wrongly_failed`: `failed`, though its user's approval was decided (the flow finished);
+    - `completed_without_user`: `completed`, and no user row.
+
+    Each is a list of operation ids; `ok` is true when every list is empty.
+    """
+    operations_db, users_db = data_dir / "operations.sqlite3", data_dir / "users.sqlite3"
+    if not operations_db.exists() or not users_db.exists():
+        return {"ok": None, "why": f"no SQLite stores under {data_dir} (STORE=sqlite only)"}
+    wanted = set(operation_ids)
+    with closing(sqlite3.connect(operations_db)) as db:
+        states = {i: st for i, st in db.execute("SELECT id, status FROM records") if i in wanted}
+    users: dict[str, list[str]] = {}
+    with closing(sqlite3.connect(users_db)) as db:
+        for (body,) in db.execute("SELECT body FROM records"):
+            user = json.loads(body)
+            if user.get("operationId") in wanted:
+                users.setdefault(user["operationId"], []).append(user["status"])
+    decided = {"approved", "rejected"}
+    claims = {
+        "lost": sorted(lost),
+        "duplicate_users": sorted(i for i, found in users.items() if len(found) > 1),
+        "stranded_pending": sorted(i for i in wanted if states.get(i, "pending") == "pending"),
+        "wrongly_failed": sorted(
+            i for i, st in states.items() if st == "failed" and decided & set(users.get(i, []))
+        ),
+        "completed_without_user": sorted(
+            i for i, st in states.items() if st == "completed" and i not in users
+        ),
+    }
+    return {"ok": not any(claims.values()), "checked": len(wanted), **claims}
+
+
+def _faults_injected(
+    before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> dict[str, dict[str, int]] | None:
+    """Faults the runtime injected during the burst, per Trigger or Broker and kind."""
+    if after is None or "faults" not in after:
+        return None
+    earlier = (before or {}).get("faults", {})
+    return {
+        name: {kind: n - earlier.get(name, {}).get(kind, 0) for kind, n in kinds.items()}
+        for name, kinds in after["faults"].items()
+    }
 
 
 def summarize(values: Iterable[float]) -> dict[str, float | int | None]:
@@ -606,12 +683,21 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--out", default=str(d.out_dir), help="folder of the report (default %(default)s)"
     )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="the runtime's DATA_DIR: after the burst, check its SQLite stores for lost,"
+        " duplicate, stranded or wrongly failed operations (default: DATA_DIR, else .data,"
+        " with the default --url; none otherwise)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run `knlocal burst` with parsed `args`; print where the report is."""
-    admin = args.admin or (LOCAL_ADMIN if args.url.rstrip("/") == LOCAL_INGRESS else None)
+    local = args.url.rstrip("/") == LOCAL_INGRESS
+    admin = args.admin or (LOCAL_ADMIN if local else None)
+    data_dir = args.data_dir or (os.environ.get("DATA_DIR", ".data") if local else None)
     config = BurstConfig(
         count=args.count,
         rate=args.rate,
@@ -620,6 +706,7 @@ def run_command(args: argparse.Namespace) -> int:
         admin=admin,
         settle_timeout=args.settle,
         out_dir=Path(args.out),
+        data_dir=Path(data_dir) if data_dir else None,
     )
     if config.count < 1 or config.rate <= 0 or config.concurrency < 1:
         print("knlocal burst: N, RATE and CONCURRENCY must be positive", file=sys.stderr)
@@ -629,7 +716,8 @@ def run_command(args: argparse.Namespace) -> int:
     )
     print(summary_text(report))
     print(f"report: {json_path}\nplot:   {png_path}")
-    return 0 if report["lost"] == 0 and not report["errors"] else 1
+    integrity_ok = (report["integrity"] or {}).get("ok") is not False
+    return 0 if report["lost"] == 0 and not report["errors"] and integrity_ok else 1
 
 
 def run_burst(
@@ -671,4 +759,30 @@ def summary_text(report: dict[str, Any]) -> str:
         )
     if report["services"]:
         lines.append(f"back to zero {report['back_to_zero_s']} s after the last operation ended")
+    if report["faults_injected"] is not None:
+        injected = ", ".join(
+            f"{name} {kind} {n}"
+            for name, kinds in report["faults_injected"].items()
+            for kind, n in kinds.items()
+        )
+        lines.append(f"faults injected: {injected or 'none'}")
+    integrity = report["integrity"]
+    if integrity is not None and integrity["ok"] is None:
+        lines.append(f"stores not checked: {integrity['why']}")
+    elif integrity is not None:
+        claims = (
+            "lost",
+            "duplicate_users",
+            "stranded_pending",
+            "wrongly_failed",
+            "completed_without_user",
+        )
+        lines.append(
+            f"stores: {integrity['checked']} operations checked: "
+            + ", ".join(f"{c.replace('_', ' ')} {len(integrity[c])}" for c in claims)
+            + (" — all zero" if integrity["ok"] else "")
+        )
+        for claim in claims:
+            if integrity[claim]:
+                lines.append(f"  {claim}: {' '.join(integrity[claim])}")
     return "\n".join(lines)

@@ -1,24 +1,28 @@
 """`knlocal`: run the manifests locally, and look at what runs.
 
 knlocal run [--broker inmemory|kafka] [--store sqlite|dynamodb] [--profile local|knative]
+            [--faults FILE]
 knlocal status [--watch]
 knlocal watch [--namespace NS] [--once]   (a Knative cluster's pods; needs a kubeconfig)
-knlocal burst [-n N] [--rate R] [--concurrency C] [--url URL] [--admin URL]
+knlocal burst [-n N] [--rate R] [--concurrency C] [--url URL] [--admin URL] [--data-dir DIR]
 """
 
 import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from knlocal import burst
 from knlocal.errors import LocalRuntimeError
+from knlocal.eventing import faults
 from knlocal.settings import BROKERS, PROFILES, STORES, Settings
 
 log = logging.getLogger("knlocal")
@@ -55,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--broker-port", type=int, help="broker ingress port (default 8081)")
     run.add_argument("--admin-port", type=int, help="/status and /metrics port (default 8082)")
     run.add_argument("--data-dir", help="SQLite files and function logs (default .data)")
+    run.add_argument(
+        "--faults",
+        default=os.environ.get("FAULTS") or None,
+        help="a fault plan (YAML) to inject in the event path; see the README (env FAULTS)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log every scaling decision")
 
     status = commands.add_parser(
@@ -120,14 +129,15 @@ def _run(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         data_dir=args.data_dir,
     )
-    asyncio.run(_serve(settings))
+    plan = faults.load(Path(args.faults)) if args.faults else None
+    asyncio.run(_serve(settings, plan))
     return 0
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, plan: "faults.FaultPlan | None" = None) -> None:
     from knlocal.runtime import Runtime
 
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, faults=plan)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -141,7 +151,8 @@ async def _serve(settings: Settings) -> None:
         + "".join(f"  broker {name:<9} {url}\n" for name, url in runtime.broker_urls.items())
         + f"  status/metrics  http://{s.host}:{s.admin_port}/status  /metrics\n"
         f"  services        {', '.join(runtime.revisions)} (at zero until needed)\n"
-        "Ctrl-C stops everything.",
+        + (f"  faults          {plan.path} (seed {plan.seed})\n" if plan else "")
+        + "Ctrl-C stops everything.",
         flush=True,
     )
     await stop.wait()
@@ -231,7 +242,14 @@ def render(snapshot: dict[str, Any]) -> str:
         )
         for name, t in snapshot["triggers"].items()
     ]
-    return "\n".join(lines + _table(header, rows))
+    lines += _table(header, rows)
+    injected = snapshot.get("faults")
+    if injected is not None:
+        rows = [
+            (name, kind, count) for name, kinds in injected.items() for kind, count in kinds.items()
+        ]
+        lines += ["", *_table(("FAULTS AT", "KIND", "INJECTED"), rows)]
+    return "\n".join(lines)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:

@@ -65,6 +65,8 @@ def status(runtime: "Runtime") -> dict[str, Any]:
         "store": runtime.settings.store,
         "services": services,
         "triggers": triggers,
+        # Injected faults per Trigger or Broker and kind (knlocal run --faults), else absent.
+        **({"faults": runtime.faults.snapshot()} if runtime.faults is not None else {}),
     }
 
 
@@ -143,6 +145,15 @@ class _Collector:
                 backlog.add_metric([name], trig["backlog"])
         yield in_flight
         yield backlog
+        faults = CounterMetricFamily(
+            "knlocal_faults_injected",
+            "Faults injected by the fault plan (knlocal run --faults), per Trigger or Broker",
+            labels=["target", "kind"],
+        )
+        for name, kinds in snap.get("faults", {}).items():
+            for kind, count in kinds.items():
+                faults.add_metric([name, kind], count)
+        yield faults
 
 
 def metrics_app(runtime: "Runtime") -> web.Application:

@@ -27,8 +27,9 @@ from knlocal.eventing.backends import registry as backends
 from knlocal.eventing.broker import BrokerTarget, RunningBroker, ingress_app
 from knlocal.eventing.delivery import Destination, effective_delivery
 from knlocal.eventing.dispatcher import TriggerDispatcher
+from knlocal.eventing.faults import FaultPlan, FaultyBroker, FaultyTarget, Injector
 from knlocal.eventing.filters import build_trigger_filter
-from knlocal.eventing.sender import Reply
+from knlocal.eventing.sender import Reply, Target
 from knlocal.manifests import System
 from knlocal.observability import metrics_app
 from knlocal.serving.revision import Revision
@@ -96,9 +97,13 @@ class HttpTarget:
 class Runtime:
     """Builds and runs the whole system from `settings` and the manifests they select."""
 
-    def __init__(self, settings: Settings, system: System | None = None) -> None:
+    def __init__(
+        self, settings: Settings, system: System | None = None, faults: FaultPlan | None = None
+    ) -> None:
         self.settings = settings
         self.system = system or manifests.load(settings)
+        #: Faults injected in the event path (knlocal/eventing/faults.py), or None.
+        self.faults = Injector(faults) if faults is not None else None
         self.revisions: dict[str, Revision] = {}
         self.brokers: dict[tuple[str, str], RunningBroker] = {}
         self.dispatchers: list[TriggerDispatcher] = []
@@ -133,10 +138,19 @@ class Runtime:
 
     async def _start(self) -> None:
         assert self._session is not None
+        if self.faults is not None:
+            self.faults.plan.check_names(
+                {f"{t.namespace}/{t.name}" for t in self.system.triggers},
+                {f"{ns}/{name}" for ns, name in self.system.brokers},
+            )
         for (namespace, name), broker in self.system.brokers.items():
             backend = backends.create(broker, self._broker_config(broker), self.settings)
             await backend.open()
-            self.brokers[(namespace, name)] = RunningBroker(broker, backend)
+            running = RunningBroker(broker, backend)
+            rules = self.faults.plan.brokers.get(f"{namespace}/{name}") if self.faults else None
+            if self.faults is not None and rules:
+                running = FaultyBroker(running, f"{namespace}/{name}", rules, self.faults)
+            self.brokers[(namespace, name)] = running
         self._start_revisions(self._session)
         for trigger in self.system.triggers:
             self.dispatchers.append(await self._dispatcher(trigger, self._session))
@@ -228,13 +242,18 @@ class Runtime:
             )
         broker_url = self.broker_urls[f"{trigger.namespace}/{trigger.broker}"]
         group = broker_class.consumer_group(trigger.namespace, trigger.name)
+        name = f"{trigger.namespace}/{trigger.name}"
+        subscriber: Target = self._target(trigger.subscriber, session, where)
+        rules = self.faults.plan.triggers.get(name) if self.faults else None
+        if self.faults is not None and rules:
+            subscriber = FaultyTarget(subscriber, name, rules, self.faults)
         return TriggerDispatcher(
-            name=f"{trigger.namespace}/{trigger.name}",
+            name=name,
             namespace=trigger.namespace,
             broker_class=broker_class,
             event_filter=build_trigger_filter(trigger.spec, broker_class),
             delivery=delivery,
-            subscriber=self._target(trigger.subscriber, session, where),
+            subscriber=subscriber,
             dead_letter=dead_letter,
             subscription=await broker.backend.subscribe(group, ordered=trigger.ordered),
             reply=BrokerTarget(broker, broker_url),

@@ -14,14 +14,20 @@ out, unless `--admin` names one.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import signal
+import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,9 +38,13 @@ from urllib.parse import urljoin
 import aiohttp
 from tqdm import tqdm
 
+from knlocal.errors import BurstError
+
 #: The local runtime's addresses (knlocal/settings.py defaults).
 LOCAL_INGRESS = "http://127.0.0.1:8080"
 LOCAL_ADMIN = "http://127.0.0.1:8082"
+#: How long a runtime started by `--faults` may take to answer its admin API.
+RUNTIME_START_SECONDS = 60.0
 #: How often the runtime's /status is sampled.
 SAMPLE_INTERVAL = 0.25
 #: Growth of the wait between two reads of one operation.
@@ -690,11 +700,82 @@ def add_parser(commands: Any) -> None:
         " duplicate, stranded or wrongly failed operations (default: DATA_DIR, else .data,"
         " with the default --url; none otherwise)",
     )
+    parser.add_argument(
+        "--faults",
+        metavar="FILE",
+        default=None,
+        help="start a runtime of the burst's own under this fault plan (`knlocal run --faults"
+        " FILE`, on free loopback ports, fresh data), burst it, check its stores, stop it;"
+        " --url, --admin and --data-dir are then its own",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+@contextlib.contextmanager
+def runtime_under_plan(plan: Path) -> Iterator[tuple[str, str, Path]]:
+    """`knlocal run --faults plan` on free ports with fresh data; yields ingress, admin, data.
+
+    Ready once its admin API answers `/status`; stopped with Ctrl-C (SIGINT) at the end.
+    """
+    ports = {name: _free_port() for name in ("INGRESS_PORT", "BROKER_PORT", "ADMIN_PORT")}
+    data = Path(tempfile.mkdtemp(prefix="knlocal-burst-"))
+    env = {**os.environ, **{name: str(port) for name, port in ports.items()}, "DATA_DIR": str(data)}
+    admin = f"http://127.0.0.1:{ports['ADMIN_PORT']}"
+    with open(data / "runtime.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "knlocal.cli", "run", "--faults", str(plan)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + RUNTIME_START_SECONDS
+        while not _answers(f"{admin}/status"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log_text = (data / "runtime.log").read_text(errors="replace")
+                raise BurstError(f"the runtime under {plan} did not start:\n{log_text}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{ports['INGRESS_PORT']}", admin, data
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run `knlocal burst` with parsed `args`; print where the report is."""
+    if args.faults:
+        plan = Path(args.faults)
+        if not plan.is_file():
+            print(f"knlocal burst: no fault plan at {plan}", file=sys.stderr)
+            return 2
+        try:
+            with runtime_under_plan(plan) as (ingress, own_admin, data):
+                print(f"runtime under {plan}: ingress {ingress}, data {data}")
+                own = {"faults": None, "url": ingress, "admin": own_admin, "data_dir": str(data)}
+                return run_command(argparse.Namespace(**{**vars(args), **own}))
+        except BurstError as exc:
+            print(f"knlocal burst: {exc}", file=sys.stderr)
+            return 1
     local = args.url.rstrip("/") == LOCAL_INGRESS
     admin = args.admin or (LOCAL_ADMIN if local else None)
     data_dir = args.data_dir or (os.environ.get("DATA_DIR", ".data") if local else None)

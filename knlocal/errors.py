@@ -18,3 +18,7 @@ class BackendError(LocalRuntimeError):
 
     #: Whether trying the same operation again may succeed.
     retriable: bool = True
+
+
+class BurstError(LocalRuntimeError):
+    """`knlocal burst` could not run: e.g. the runtime it started did not get ready."""

@@ -108,3 +108,34 @@ def test_a_burst_scales_services_from_zero_to_several_and_back(
     for name in ("operation-create", "user-create", "user-approve", "operation-update"):
         assert services[name]["cold_starts"] >= 1, (name, services[name])
     assert sum(s["responses_503"] + s["responses_504"] for s in services.values()) == 0
+
+
+def test_burst_under_a_fault_plan_starts_its_own_runtime_and_checks_its_stores(
+    tmp_path: Path,
+) -> None:
+    """`knlocal burst --faults FILE` (issue 14): the README's plan, every claim checked."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "knlocal.cli", "burst", "--faults", "docs/faults-example.yaml"),
+            *("-n", "12", "--rate", "12", "--settle", "0", "--no-progress", "--out", str(tmp_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "12/12 accepted, 12 completed, 0 failed, 0 lost" in result.stdout, result.stdout
+    assert "faults injected: " in result.stdout, result.stdout
+    assert "— all zero" in result.stdout, result.stdout
+
+
+def test_burst_with_a_missing_fault_plan_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "knlocal.cli", "burst", "--faults", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "no fault plan at" in result.stderr

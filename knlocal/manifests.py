@@ -16,6 +16,7 @@ from knlocal.errors import ManifestError
 from knlocal.eventing.classes import BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS
 from knlocal.eventing.filters import validate_trigger_filters
 from knlocal.settings import Settings
+from knlocal.sources import ping
 
 #: The name of the local profile's ConfigMap whose keys override config-autoscaler.
 LOCAL_AUTOSCALER_PROFILE = "config-autoscaler-local-profile"
@@ -103,6 +104,7 @@ class System:
     sink_bindings: tuple[SinkBinding, ...]
     routes: tuple[Route, ...]
     config_maps: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
+    ping_sources: tuple[ping.PingSource, ...] = ()
 
     def config_map(self, namespace: str, name: str) -> Mapping[str, str]:
         """Return a ConfigMap's data, or an empty mapping when it is not declared."""
@@ -110,7 +112,7 @@ class System:
 
 
 def load(settings: Settings) -> System:
-    """Load the manifests that `settings` select: knative/, brokers/<broker>/, triggers/.
+    """Load the manifests that `settings` select: knative/, brokers/<broker>/, triggers/, sources/.
 
     With the `local` profile, knative/local/ ConfigMaps override keys of knative/'s.
 
@@ -125,6 +127,7 @@ def load(settings: Settings) -> System:
         *sorted((root / "knative" / "services").glob("*.yaml")),
         *sorted(broker_dir.glob("*.yaml")),
         *sorted((root / "triggers").glob("*.yaml")),
+        *sorted((root / "sources").glob("*.yaml")),
     ]
     if settings.profile == "local":
         files += sorted((root / "knative" / "local").glob("*.yaml"))
@@ -140,6 +143,7 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
     routes: list[Route] = []
     config_maps: dict[tuple[str, str], dict[str, str]] = {}
     local_profile: dict[str, str] = {}
+    pings: list[tuple[Path, ping.PingSource]] = []
     # The file each reference came from, so that a dangling one is reported with its file.
     origins: list[tuple[Path, Trigger | SinkBinding | Route]] = []
     for path, doc in documents:
@@ -182,6 +186,8 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
                 )
             )
             origins.append((path, bindings[-1]))
+        elif kind == "sources.knative.dev/v1/PingSource":
+            pings.append((path, ping.from_manifest(path, name, namespace, spec)))
         elif kind == "networking.istio.io/v1/VirtualService":
             for route in _routes(path, spec):
                 routes.append(route)
@@ -195,8 +201,23 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
     if local_profile:
         key = ("knative-serving", "config-autoscaler")
         config_maps[key] = {**config_maps.get(key, {}), **local_profile}
-    system = System(services, brokers, tuple(triggers), tuple(bindings), tuple(routes), config_maps)
+    system = System(
+        services,
+        brokers,
+        tuple(triggers),
+        tuple(bindings),
+        tuple(routes),
+        config_maps,
+        tuple(source for _, source in pings),
+    )
     _check_references(system, origins)
+    for path, source in pings:
+        ref = source.sink.get("ref") or {}
+        if ref.get("kind") == "Service" and ref.get("name") not in system.services:
+            raise ManifestError(
+                f"{path}: PingSource {source.name} sink refers to Knative Service"
+                f" {ref.get('name')!r}: not found"
+            )
     return system
 
 

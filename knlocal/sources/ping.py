@@ -24,13 +24,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 from knlocal.errors import ManifestError
-from knlocal.eventing.dispatcher import Target
+
+if TYPE_CHECKING:  # the dispatcher's module imports the manifests, which import this one
+    from knlocal.eventing.dispatcher import Target
 
 log = logging.getLogger("knlocal")
 
@@ -142,7 +144,7 @@ def from_manifest(path: Path, name: str, namespace: str, spec: Mapping[str, Any]
     )
 
 
-async def send(source: PingSource, target: Target, now: datetime) -> bool:
+async def send(source: PingSource, target: "Target", now: datetime) -> bool:
     """Send one tick's event, with mtping's retries.
 
     :return: whether the sink acknowledged it (2xx).
@@ -168,7 +170,7 @@ async def send(source: PingSource, target: Target, now: datetime) -> bool:
     return False
 
 
-async def run(source: PingSource, target: Target) -> None:
+async def run(source: PingSource, target: "Target") -> None:
     """Send the events of `source` to `target` at each scheduled time, until cancelled."""
     sending: set[asyncio.Task[bool]] = set()
     try:

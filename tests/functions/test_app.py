@@ -386,6 +386,22 @@ def test_api_broker_refusal_is_202_and_the_operation_stays_pending_with_its_even
     assert stored["outbox"]["id"] == publish.events[0].get_id()
 
 
+def test_api_idempotency_key_too_long_is_400_and_reused_is_422_json(db: Path) -> None:
+    """issue 11: a 201-character key is 400; a key reused with another body is 422; both JSON."""
+    publish = Recorder()
+    client = api_app(db, publish).test_client()
+    response = client.post("/users", json={"name": "Ada"}, headers={"Idempotency-Key": "k" * 201})
+    assert response.status_code == 400
+    assert "Idempotency-Key must be 1 to 200 characters" in json_error(response)
+    assert rows(db) == 0
+    first = client.post("/users", json={"name": "Ada"}, headers={"Idempotency-Key": "k"})
+    assert first.status_code == 202
+    response = client.post("/users", json={"name": "Bob"}, headers={"Idempotency-Key": "k"})
+    assert response.status_code == 422
+    assert "was used for another request" in json_error(response)
+    assert rows(db) == 1
+
+
 def test_api_unknown_operation_is_404_json(db: Path) -> None:
     """`GET /operations/{id}` of an unknown id is 404 with a JSON error naming it."""
     function = HttpFunction(

@@ -54,6 +54,8 @@ CLIENT_RETRY_SECONDS = 60.0
 SETTLE_SECONDS = 45.0
 #: The sweep policy of these tests: re-drive after 2 s (the manifest's: 30 s), never fail.
 POLICY = {"stalledAfterSeconds": 2, "failAfterSeconds": 600}
+#: How many times the runtime is SIGKILLed and restarted in one burst.
+RUNTIME_KILLS = 3
 #: How long Kafka stays down mid-burst.
 KAFKA_OUTAGE_SECONDS = 10.0
 
@@ -261,12 +263,15 @@ def on_kafka(tmp_path: Path, kafka: PrivateKafka) -> Iterator[RuntimeProcess]:
 
 
 def kill_and_restart(runtime: RuntimeProcess) -> None:
-    """SIGKILL the runtime (its instances die with it) and start it again on the same ports."""
-    assert runtime.process is not None
-    runtime.process.send_signal(signal.SIGKILL)
-    runtime.process.wait(timeout=10)
-    runtime.log.rename(runtime.log.with_suffix(f".{time.monotonic_ns()}.log"))
-    runtime.start()
+    """SIGKILL the runtime (its instances die with it) and start it again on the same ports,
+    RUNTIME_KILLS times, a second apart."""
+    for _ in range(RUNTIME_KILLS):
+        assert runtime.process is not None
+        runtime.process.send_signal(signal.SIGKILL)
+        runtime.process.wait(timeout=10)
+        runtime.log.rename(runtime.log.with_suffix(f".{time.monotonic_ns()}.log"))
+        runtime.start()
+        time.sleep(1.0)
 
 
 @pytest.mark.kafka
@@ -285,13 +290,16 @@ def test_kafka_down_mid_burst(on_kafka: RuntimeProcess, kafka: PrivateKafka) -> 
 def test_runtime_killed_mid_burst_and_restarted(
     broker: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """SIGKILL the runtime after 8 of 30 POSTs and start it again: queued events are re-driven."""
+    """SIGKILL the runtime 3 times from the 8th of 30 POSTs, restarting it each time: the events
+    it had queued are delivered again or re-driven by the sweep."""
     kafka = request.getfixturevalue("kafka") if broker == "kafka" else None
     runtime = runtime_on(tmp_path, broker, kafka)
     runtime.start()
     try:
         accepted = burst(runtime, partial(kill_and_restart, runtime))
-        assert_nothing_lost(f"runtime SIGKILLed mid-burst ({broker})", runtime, accepted)
+        assert_nothing_lost(
+            f"runtime SIGKILLed {RUNTIME_KILLS} times mid-burst ({broker})", runtime, accepted
+        )
     finally:
         runtime.stop()
 

@@ -6,7 +6,7 @@ operation's URL at once; the rest of the flow runs on the broker.
 The operation is the unit of truth (a transactional outbox): the pending operation and the event
 that starts its flow are stored in one record, by one atomic write, before anything is sent. The
 event is then published; if the broker cannot take it now, the client still gets `202` and the
-operation stays pending. `POST /sweep`, called every minute by the PingSource `operation-sweep`
+operation stays pending. `POST /sweep`, called every 5 minutes by the PingSource `operation-sweep`
 (sources/operation-sweep.yaml), publishes the stored event of every operation still pending after
 a while again (the handlers are idempotent, so a flow driven twice makes one user) and fails only
 the operations that did not finish within a bounded time.

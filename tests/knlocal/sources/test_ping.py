@@ -25,10 +25,10 @@ def source(**spec: Any) -> ping.PingSource:
 
 
 def test_the_projects_ping_source_is_read_as_written() -> None:
-    """sources/operation-sweep.yaml: every minute, UTC, the sweep policy as JSON, to /sweep."""
+    """sources/operation-sweep.yaml: every 5 minutes, UTC, the sweep policy as JSON, to /sweep."""
     doc = yaml.safe_load((ROOT / "sources/operation-sweep.yaml").read_text())
     sweep = ping.from_manifest(Path("x"), "operation-sweep", "default", doc["spec"])
-    assert sweep.schedule == "* * * * *"
+    assert sweep.schedule == "*/5 * * * *"
     assert str(sweep.timezone) == "Etc/UTC"
     assert sweep.content_type == "application/json"
     assert json.loads(sweep.body) == {"stalledAfterSeconds": 30, "failAfterSeconds": 900}

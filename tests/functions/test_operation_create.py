@@ -366,6 +366,20 @@ def test_sweep_republishes_stalled_fails_expired_and_leaves_fresh_alone(
         assert record["status"] == "pending"
 
 
+def test_sweep_republishes_an_operation_stored_before_operations_kept_their_event(
+    operations: OperationStore,
+) -> None:
+    """A pending operation with no outbox (an older record) gets its event rebuilt from it."""
+    operations.create("op-old", "user.create", {"name": "Ada"})
+    age(operations, "op-old", 60)
+    publish = Recorder()
+    response = operation_create.serve(ping(POLICY), operations=operations, publish=publish)
+    assert response.body["republished"] == 1
+    [event] = publish.events
+    assert event.get_type() == USER_CREATION_REQUESTED
+    assert event.get_data() == {"operationId": "op-old", "name": "Ada"}
+
+
 def test_sweep_with_the_broker_down_keeps_operations_pending_and_tries_once(
     operations: OperationStore,
 ) -> None:

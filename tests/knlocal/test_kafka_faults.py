@@ -97,7 +97,9 @@ def wait_finished(runtime: RuntimeProcess, operation_ids: list[str]) -> dict[str
                 operation = runtime.operation(operation_id)
                 if operation["status"] != "pending":
                     finished[operation_id] = operation
-        time.sleep(0.2)
+        # What the PingSource does every 5 minutes: re-send the events that never got to Kafka.
+        runtime.sweep()
+        time.sleep(1.0)
     pending = sorted(set(operation_ids) - set(finished))
     assert not pending, f"{len(pending)} operations still pending after {FINISH_SECONDS} s"
     return finished

@@ -52,8 +52,8 @@ FAULT_AFTER = 8
 CLIENT_RETRY_SECONDS = 60.0
 #: Bound on waiting for every operation to leave `pending`.
 SETTLE_SECONDS = 45.0
-#: The sweep policy of these tests: re-drive after 2 s (the manifest's: 30 s), never fail.
-POLICY = {"stalledAfterSeconds": 2, "failAfterSeconds": 600}
+#: The sweeps of these tests re-drive after 2 s (the manifest's: 30 s) and fail nothing.
+STALLED_AFTER_SECONDS = 2.0
 #: How many times the runtime is SIGKILLed and restarted in one burst.
 RUNTIME_KILLS = 3
 #: How long Kafka stays down mid-burst.
@@ -140,27 +140,6 @@ def burst(
         return {user: future.result() for user, future in futures.items()}
 
 
-def sweep(runtime: RuntimeProcess) -> Any:
-    """What the PingSource operation-sweep delivers: a ping event to operation-create's /sweep."""
-    request = urllib.request.Request(
-        f"{runtime.ingress}/sweep",
-        data=json.dumps(POLICY).encode(),
-        method="POST",
-        headers={
-            # The runtime's ingress routes a cluster-local Host to that Service (README).
-            "Host": "operation-create.default.svc.cluster.local",
-            "ce-specversion": "1.0",
-            "ce-id": str(uuid.uuid4()),
-            "ce-source": "/apis/v1/namespaces/default/pingsources/operation-sweep",
-            "ce-type": "dev.knative.sources.ping",
-            "Content-Type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
-        return json.loads(response.read())
-
-
 def records(data_dir: Path, service: str) -> list[dict[str, Any]]:
     """Every record of a service's SQLite file, read behind the runtime's back."""
     path = data_dir / f"{service}.sqlite3"
@@ -185,7 +164,7 @@ def settle(runtime: RuntimeProcess, operation_ids: set[str]) -> int:
         }
         if not pending:
             break
-        redriven += sweep(runtime)["republished"]
+        redriven += runtime.sweep(STALLED_AFTER_SECONDS)["republished"]
         time.sleep(1.5)
     return redriven
 

@@ -246,6 +246,13 @@ def kill_and_restart(runtime: RuntimeProcess) -> None:
     RUNTIME_KILLS times, a second apart."""
     for _ in range(RUNTIME_KILLS):
         assert runtime.process is not None
+        # Strike while a delivery is in flight, so that events die with the runtime (bounded).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            services = runtime.status()["services"].values()
+            if any(s["in_flight"] for s in services):
+                break
+            time.sleep(0.005)
         runtime.process.send_signal(signal.SIGKILL)
         runtime.process.wait(timeout=10)
         runtime.log.rename(runtime.log.with_suffix(f".{time.monotonic_ns()}.log"))

@@ -36,6 +36,12 @@ class NotFound(FunctionError):
     status = 404
 
 
+class IdempotencyKeyReused(FunctionError):
+    """An `Idempotency-Key` already names an operation made from a different request."""
+
+    status = 422
+
+
 class UnsupportedMediaType(FunctionError):
     """The request body is not of a media type the endpoint accepts."""
 

@@ -57,7 +57,7 @@ def _operation_create(settings: Settings) -> Function:
             " (Knative's SinkBinding sets it; the local runtime passes the broker ingress)"
         )
     handler = partial(
-        operation_create.handle,
+        operation_create.serve,
         operations=_operations(settings),
         publish=HttpSink(settings.sink, settings.sink_timeout),
     )

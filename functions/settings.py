@@ -34,8 +34,9 @@ class Settings:
     aws_region: str = "us-east-1"
     #: Largest request body accepted, in bytes; larger gets 413.
     max_body_bytes: int = 64 * 1024
-    #: Seconds operation-create waits for the broker to accept an event.
-    sink_timeout: float = 10.0
+    #: Seconds operation-create waits for the broker to accept an event; past it the operation
+    #: stays pending with its event stored, and the sweep publishes it again.
+    sink_timeout: float = 3.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -22,6 +22,7 @@ from knlocal.eventing.classes import (
 from knlocal.eventing.delivery import DeliverySpec, Destination
 from knlocal.eventing.filters import validate_trigger_filters
 from knlocal.settings import Settings
+from knlocal.sources import ping
 
 #: Kafka broker Trigger annotation selecting per-partition order (§3.1).
 DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
@@ -119,6 +120,7 @@ class System:
     sink_bindings: tuple[SinkBinding, ...]
     routes: tuple[Route, ...]
     config_maps: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
+    ping_sources: tuple[ping.PingSource, ...] = ()
 
     def config_map(self, namespace: str, name: str) -> Mapping[str, str]:
         """Return a ConfigMap's data, or an empty mapping when it is not declared."""
@@ -126,7 +128,7 @@ class System:
 
 
 def load(settings: Settings) -> System:
-    """Load the manifests that `settings` select: knative/, brokers/<broker>/, triggers/.
+    """Load the manifests that `settings` select: knative/, brokers/<broker>/, triggers/, sources/.
 
     With the `local` profile, knative/local/ adds the local machine's cluster configuration.
 
@@ -141,6 +143,7 @@ def load(settings: Settings) -> System:
         *sorted((root / "knative" / "services").glob("*.yaml")),
         *sorted(broker_dir.glob("*.yaml")),
         *sorted((root / "triggers").glob("*.yaml")),
+        *sorted((root / "sources").glob("*.yaml")),
     ]
     if settings.profile == "local":
         files += sorted((root / "knative" / "local").glob("*.yaml"))
@@ -155,6 +158,7 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
     bindings: list[SinkBinding] = []
     routes: list[Route] = []
     config_maps: dict[tuple[str, str], dict[str, str]] = {}
+    pings: list[tuple[Path, ping.PingSource]] = []
     # The file each reference came from, so that a dangling one is reported with its file.
     origins: list[tuple[Path, Trigger | SinkBinding | Route]] = []
     for path, doc in documents:
@@ -181,6 +185,8 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
                 )
             )
             origins.append((path, bindings[-1]))
+        elif kind == "sources.knative.dev/v1/PingSource":
+            pings.append((path, ping.from_manifest(path, name, namespace, spec)))
         elif kind == "networking.istio.io/v1/VirtualService":
             for route in _routes(path, spec):
                 routes.append(route)
@@ -189,8 +195,23 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
             config_maps[(namespace, name)] = {
                 str(k): str(v) for k, v in (doc.get("data") or {}).items()
             }
-    system = System(services, brokers, tuple(triggers), tuple(bindings), tuple(routes), config_maps)
+    system = System(
+        services,
+        brokers,
+        tuple(triggers),
+        tuple(bindings),
+        tuple(routes),
+        config_maps,
+        tuple(source for _, source in pings),
+    )
     _check_references(system, origins)
+    for path, source in pings:
+        ref = source.sink.ref
+        if ref is not None and ref.kind == "Service" and ref.name not in system.services:
+            raise ManifestError(
+                f"{path}: PingSource {source.name} sink refers to Knative Service"
+                f" {ref.name!r}: not found"
+            )
     return system
 
 

@@ -36,6 +36,7 @@ from knlocal.serving.revision import Revision
 from knlocal.serving.scaling import KPA, AutoscalerDefaults, RevisionScaling
 from knlocal.serving.zygote import ForkLauncher
 from knlocal.settings import Settings
+from knlocal.sources import ping
 
 log = logging.getLogger("knlocal")
 
@@ -156,6 +157,10 @@ class Runtime:
             self.dispatchers.append(await self._dispatcher(trigger, self._session))
         for dispatcher in self.dispatchers:
             self._tasks.append(asyncio.create_task(dispatcher.run()))
+        for source in self.system.ping_sources:
+            where = f"PingSource {source.namespace}/{source.name} sink"
+            target = self._target(source.sink, self._session, where)
+            self._tasks.append(asyncio.create_task(ping.run(source, target)))
         s = self.settings
         edge.log_client_errors_as_warnings()
         await self._serve(self._ingress_app(), s.ingress_port)

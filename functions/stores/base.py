@@ -1,6 +1,7 @@
 """The store interface: a tiny table abstraction per backend, the domain rules above it, once.
 
-A backend implements :class:`Table` — three conditional primitives on JSON records keyed by id. The
+A backend implements :class:`Table` — three conditional primitives on JSON records keyed by id,
+and one listing by status (the operation sweep's only query). The
 domain stores (:class:`OperationStore`, :class:`UserStore`) build idempotency and forward-only
 state transitions on those primitives, so every backend obeys the same rules:
 
@@ -49,6 +50,10 @@ class Table(ABC):
 
         :return: whether the record was replaced.
         """
+
+    @abstractmethod
+    def with_status(self, status: str, limit: int) -> list[Record]:
+        """Return at most `limit` records whose status is `status`, in no particular order."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends have nothing to release
         """Release connections."""
@@ -101,8 +106,20 @@ class OperationStore(_StateMachine):
     initial = PENDING
     final = frozenset({COMPLETED, FAILED})
 
-    def create(self, operation_id: str, kind: str, request: Mapping[str, Any]) -> Record:
-        """Store a pending operation, or return the one already stored under this id."""
+    def create(
+        self,
+        operation_id: str,
+        kind: str,
+        request: Mapping[str, Any],
+        outbox: Mapping[str, Any] | None = None,
+    ) -> Record:
+        """Store a pending operation, or return the one already stored under this id.
+
+        :param outbox: the event that starts the operation's flow (a structured-mode CloudEvent
+            as JSON), stored in the same record, so the operation and its event are written in
+            one atomic write (a transactional outbox): whoever finds the operation pending can
+            publish its event again.
+        """
         now = _now()
         return self._create(
             {
@@ -113,8 +130,13 @@ class OperationStore(_StateMachine):
                 "updatedAt": now,
                 "result": None,
                 "error": None,
+                "outbox": dict(outbox) if outbox is not None else None,
             }
         )
+
+    def pending(self, limit: int) -> list[Record]:
+        """Return at most `limit` pending operations (for the sweep that re-drives them)."""
+        return self.table.with_status(PENDING, limit)
 
     def get(self, operation_id: str) -> Record | None:
         """Return the operation, or None."""

@@ -168,6 +168,27 @@ class DynamoTable(Table):
             return False
         return True
 
+    def with_status(self, status: str, limit: int) -> list[Record]:
+        """See :meth:`Table.with_status`; a Scan filtered on the status, page by page.
+
+        A Scan reads the whole table: fine for the sweep's one call a minute on a table of
+        operations; a much larger table would want a sparse index on the pending ones.
+        """
+        found: list[Record] = []
+        params: dict[str, Any] = {
+            "FilterExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status}},
+            "ConsistentRead": True,
+        }
+        while len(found) < limit:
+            response = self._request("scan", **params)
+            found.extend(_record(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found[:limit]
+
     def ensure_exists(self) -> None:
         """Create the table if it is missing and wait until it is ACTIVE (once per process).
 

@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS records (
     body   TEXT NOT NULL
 ) WITHOUT ROWID
 """
+#: The sweep lists pending operations; the index keeps that cheap however many finished ones exist.
+_INDEX = "CREATE INDEX IF NOT EXISTS records_status ON records (status)"
 
 
 class SqliteTable(Table):
@@ -33,6 +35,7 @@ class SqliteTable(Table):
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connection().execute(_SCHEMA)
+        self._connection().execute(_INDEX)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -90,6 +93,18 @@ class SqliteTable(Table):
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite update in {self.path} failed: {exc}") from exc
         return cursor.rowcount == 1
+
+    def with_status(self, status: str, limit: int) -> list[Record]:
+        """See :meth:`Table.with_status`; one indexed `SELECT`."""
+        try:
+            rows = (
+                self._connection()
+                .execute("SELECT body FROM records WHERE status = ? LIMIT ?", (status, limit))
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite read from {self.path} failed: {exc}") from exc
+        return [json.loads(body) for (body,) in rows]
 
     def close(self) -> None:
         """Close this thread's connection."""

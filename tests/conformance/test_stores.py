@@ -87,6 +87,33 @@ def test_creating_an_operation_twice_returns_the_first(operations: OperationStor
     assert operations.get(op_id) == first
 
 
+def test_the_outbox_event_is_stored_with_the_operation(operations: OperationStore) -> None:
+    """The pending operation and its event are one record: written together, read together."""
+    op_id = new_id()
+    outbox = {"specversion": "1.0", "id": "e-1", "type": "t", "source": "/s", "data": {"a": 1}}
+    operations.create(op_id, "user.create", {"name": "Ada"}, outbox)
+    stored = operations.get(op_id)
+    assert stored is not None
+    assert stored["outbox"] == outbox
+
+
+def test_pending_lists_only_pending_operations_up_to_the_limit(
+    operations: OperationStore,
+) -> None:
+    """The sweep's one query: the pending operations, never a finished one, at most `limit`."""
+    pending = {new_id() for _ in range(5)}
+    for op_id in pending:
+        operations.create(op_id, "user.create", {"name": "Ada"})
+    done, failed = new_id(), new_id()
+    for op_id in (done, failed):
+        operations.create(op_id, "user.create", {"name": "Ada"})
+    operations.complete(done, {"user": {}})
+    operations.fail(failed, "no")
+    assert {op["id"] for op in operations.pending(100)} == pending
+    assert len(operations.pending(2)) == 2
+    assert {op["status"] for op in operations.pending(100)} == {"pending"}
+
+
 def test_creating_a_user_twice_returns_the_first(users: UserStore) -> None:
     user_id, op_id = new_id(), new_id()
     first = users.create(user_id, "Ada", op_id)

@@ -33,6 +33,7 @@ MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
     ("eventing.knative.dev/v1", "Broker"): eventing.Broker,
     ("eventing.knative.dev/v1", "Trigger"): eventing.Trigger,
     ("sources.knative.dev/v1", "SinkBinding"): sources.SinkBinding,
+    ("sources.knative.dev/v1", "PingSource"): sources.PingSource,
     ("networking.istio.io/v1", "VirtualService"): istio_networking.VirtualService,
 }
 

@@ -261,7 +261,8 @@ def test_nothing_is_written_into_the_knative_install(case: tuple[BrokerCase, lis
 def _sources(broker: str) -> list[Path]:
     """The manifest files a cluster gets: everything but the local runtime's own config."""
     files = [*(ROOT / "knative").glob("*.yaml"), *(ROOT / "knative/services").glob("*.yaml")]
-    return [*files, *(ROOT / "triggers").glob("*.yaml"), *(ROOT / f"brokers/{broker}").glob("*")]
+    files += [*(ROOT / "triggers").glob("*.yaml"), *(ROOT / "sources").glob("*.yaml")]
+    return [*files, *(ROOT / f"brokers/{broker}").glob("*")]
 
 
 def test_the_render_is_the_manifests_unchanged_but_for_the_store(

@@ -74,7 +74,7 @@ def api_app(db: Path, publish: Recorder, max_body_bytes: int = 64 * 1024) -> Fla
     function = HttpFunction(
         "operation-create",
         partial(
-            operation_create.handle, operations=OperationStore(SqliteTable(db)), publish=publish
+            operation_create.serve, operations=OperationStore(SqliteTable(db)), publish=publish
         ),
         operation_create.ROUTES,
     )
@@ -371,18 +371,35 @@ def test_api_oversized_body_is_413_and_stores_nothing(db: Path) -> None:
     assert publish.events == []
 
 
-def test_api_broker_refusal_is_503_json(db: Path) -> None:
-    """When the broker refuses the event the client gets 503 JSON and the operation is failed."""
+def test_api_broker_refusal_is_202_and_the_operation_stays_pending_with_its_event(
+    db: Path,
+) -> None:
+    """Broker down, store up: 202, and the operation is pending with its event stored (outbox)."""
     publish = Recorder(refuse="the broker at http://b refused the event: HTTP 500")
     client = api_app(db, publish).test_client()
     response = client.post("/users", json={"name": "Ada"})
-    assert response.status_code == 503
-    assert "refused the event: HTTP 500" in json_error(response)
-    data = publish.events[0].get_data()
-    assert isinstance(data, dict)
-    stored = OperationStore(SqliteTable(db)).get(data["operationId"])
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "pending"
+    stored = OperationStore(SqliteTable(db)).get(response.get_json()["id"])
     assert stored is not None
-    assert stored["status"] == "failed"
+    assert stored["status"] == "pending"
+    assert stored["outbox"]["id"] == publish.events[0].get_id()
+
+
+def test_api_idempotency_key_too_long_is_400_and_reused_is_422_json(db: Path) -> None:
+    """issue 11: a 201-character key is 400; a key reused with another body is 422; both JSON."""
+    publish = Recorder()
+    client = api_app(db, publish).test_client()
+    response = client.post("/users", json={"name": "Ada"}, headers={"Idempotency-Key": "k" * 201})
+    assert response.status_code == 400
+    assert "Idempotency-Key must be 1 to 200 characters" in json_error(response)
+    assert rows(db) == 0
+    first = client.post("/users", json={"name": "Ada"}, headers={"Idempotency-Key": "k"})
+    assert first.status_code == 202
+    response = client.post("/users", json={"name": "Bob"}, headers={"Idempotency-Key": "k"})
+    assert response.status_code == 422
+    assert "was used for another request" in json_error(response)
+    assert rows(db) == 1
 
 
 def test_api_unknown_operation_is_404_json(db: Path) -> None:

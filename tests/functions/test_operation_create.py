@@ -5,6 +5,7 @@ import json
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -241,24 +242,190 @@ def test_different_idempotency_keys_are_different_operations(
     assert len(publish.events) == 3
 
 
-def test_broker_refusal_is_503_and_the_operation_is_failed_not_pending(
+def test_broker_refusal_is_202_and_the_operation_stays_pending_with_its_event(
     operations: OperationStore, db: Path
 ) -> None:
-    """When the broker refuses the event: 503, and the operation is stored failed with why."""
+    """Broker down, store up: 202, the operation pending with the very event it tried to send."""
     publish = Recorder(refuse="the broker at http://broker/default/default refused: HTTP 500")
-    with pytest.raises(ServiceUnavailable) as caught:
-        operation_create.handle(post({"name": "Ada"}), operations=operations, publish=publish)
-    assert caught.value.status == 503
+    response = operation_create.handle(
+        post({"name": "Ada"}), operations=operations, publish=publish
+    )
+    assert response.status == 202
+    assert response.body["status"] == "pending"
     [event] = publish.events
-    data = event.get_data()
-    assert isinstance(data, dict)
-    stored = operations.get(data["operationId"])
-    assert stored is not None
-    assert stored["status"] == "failed"
-    reason = stored["error"]["reason"]
-    assert "could not be queued" in reason
-    assert "refused: HTTP 500" in reason
-    assert rows(db) == 1
+    stored = only_record(db)
+    assert stored["status"] == "pending"
+    assert stored["error"] is None
+    # The outbox: the event is stored with the operation, so it can be published again as is.
+    again = operation_create.stored_event(stored)
+    assert (again.get_id(), again.get_type(), again.get_data()) == (
+        event.get_id(),
+        USER_CREATION_REQUESTED,
+        {"operationId": stored["id"], "name": "Ada"},
+    )
+    assert again.get_extension("partitionkey") == stored["id"]
+
+
+def test_idempotency_key_of_201_characters_is_400_and_stores_nothing(
+    operations: OperationStore, db: Path
+) -> None:
+    """The OpenAPI allows at most 200 characters; one more is refused before anything is stored."""
+    publish = Recorder()
+    with pytest.raises(FunctionError) as caught:
+        operation_create.handle(
+            post({"name": "Ada"}, **{"Idempotency-Key": "k" * 201}),
+            operations=operations,
+            publish=publish,
+        )
+    assert caught.value.status == 400
+    assert "Idempotency-Key must be 1 to 200 characters; found 201" in caught.value.message
+    assert rows(db) == 0
+    assert publish.events == []
+    ok = operation_create.handle(
+        post({"name": "Ada"}, **{"Idempotency-Key": "k" * 200}),
+        operations=operations,
+        publish=publish,
+    )
+    assert ok.status == 202
+
+
+def test_idempotency_key_reused_with_another_body_is_422(
+    operations: OperationStore, db: Path
+) -> None:
+    """The same key with a different body: 422 saying so; the first operation is untouched."""
+    publish = Recorder()
+    key = {"Idempotency-Key": "once"}
+    first = operation_create.handle(
+        post({"name": "Ada"}, **key), operations=operations, publish=publish
+    )
+    with pytest.raises(FunctionError) as caught:
+        operation_create.handle(
+            post({"name": "Bob"}, **key), operations=operations, publish=publish
+        )
+    assert caught.value.status == 422
+    assert "was used for another request" in caught.value.message
+    assert len(publish.events) == 1
+    assert only_record(db)["request"] == {"name": "Ada"}
+    assert only_record(db)["id"] == first.body["id"]
+
+
+# --- the sweep: re-drive stalled operations, fail the expired ------------------------------------
+
+
+def ping(data: Any, event_type: str = operation_create.PING_EVENT_TYPE) -> HttpRequest:
+    """What the PingSource operation-sweep sends (binary mode)."""
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid4()),
+        "ce-source": "/apis/v1/namespaces/default/pingsources/operation-sweep",
+        "ce-type": event_type,
+        "Content-Type": "application/json",
+    }
+    return HttpRequest("POST", "/sweep", headers, json.dumps(data).encode())
+
+
+def age(operations: OperationStore, operation_id: str, seconds: int) -> None:
+    """Make an operation `seconds` old, as if accepted that long ago."""
+    record = operations.get(operation_id)
+    assert record is not None
+    then = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
+    assert operations.table.replace_if_status({**record, "createdAt": then}, "pending")
+
+
+POLICY = {"stalledAfterSeconds": 30, "failAfterSeconds": 900}
+
+
+def test_sweep_republishes_stalled_fails_expired_and_leaves_fresh_alone(
+    operations: OperationStore,
+) -> None:
+    """Fresh: untouched; stalled: its stored event again (same id); expired: failed with why."""
+    down = Recorder(refuse="broker down")
+    ids = {}
+    for name in ("Fresh", "Stalled", "Expired", "Done"):
+        ids[name] = operation_create.handle(
+            post({"name": name}), operations=operations, publish=down
+        ).body["id"]
+    age(operations, ids["Stalled"], 31)
+    age(operations, ids["Expired"], 901)
+    age(operations, ids["Done"], 901)
+    operations.complete(ids["Done"], {"user": {}})
+    publish = Recorder()
+    response = operation_create.serve(ping(POLICY), operations=operations, publish=publish)
+    assert response.status == 200
+    assert response.body == {"pending": 3, "republished": 1, "failed": 1, "unpublished": 0}
+    [event] = publish.events
+    original = next(e for e in down.events if e.get_data()["name"] == "Stalled")  # type: ignore[index]
+    assert event.get_id() == original.get_id()
+    expired = operations.get(ids["Expired"])
+    assert expired is not None
+    assert expired["status"] == "failed"
+    assert expired["error"] == {"reason": "the flow did not finish within 900 s"}
+    for name in ("Fresh", "Stalled"):
+        record = operations.get(ids[name])
+        assert record is not None
+        assert record["status"] == "pending"
+
+
+def test_sweep_republishes_an_operation_stored_before_operations_kept_their_event(
+    operations: OperationStore,
+) -> None:
+    """A pending operation with no outbox (an older record) gets its event rebuilt from it."""
+    operations.create("op-old", "user.create", {"name": "Ada"})
+    age(operations, "op-old", 60)
+    publish = Recorder()
+    response = operation_create.serve(ping(POLICY), operations=operations, publish=publish)
+    assert response.body["republished"] == 1
+    [event] = publish.events
+    assert event.get_type() == USER_CREATION_REQUESTED
+    assert event.get_data() == {"operationId": "op-old", "name": "Ada"}
+
+
+def test_sweep_with_the_broker_down_keeps_operations_pending_and_tries_once(
+    operations: OperationStore,
+) -> None:
+    """The broker still down: one attempt, the stalled operations stay pending for next time."""
+    publish = Recorder(refuse="broker down")
+    for name in ("Ada", "Bob"):
+        operation_id = operation_create.handle(
+            post({"name": name}), operations=operations, publish=publish
+        ).body["id"]
+        age(operations, operation_id, 60)
+    publish.events.clear()
+    response = operation_create.serve(ping(POLICY), operations=operations, publish=publish)
+    assert response.body == {"pending": 2, "republished": 0, "failed": 0, "unpublished": 2}
+    assert len(publish.events) == 1
+    assert [op["status"] for op in operations.pending(10)] == ["pending", "pending"]
+
+
+@pytest.mark.parametrize(
+    ("data", "event_type", "message"),
+    [
+        (POLICY, "dev.example.other", "expected an event of type dev.knative.sources.ping"),
+        ({"stalledAfterSeconds": 30}, operation_create.PING_EVENT_TYPE, "expected data"),
+        (
+            {"stalledAfterSeconds": 900, "failAfterSeconds": 30},
+            operation_create.PING_EVENT_TYPE,
+            "0 < s < f",
+        ),
+        (
+            {"stalledAfterSeconds": True, "failAfterSeconds": 30},
+            operation_create.PING_EVENT_TYPE,
+            "0 < s < f",
+        ),
+    ],
+    ids=["not-a-ping", "missing-field", "fail-before-stall", "boolean"],
+)
+def test_sweep_refuses_what_is_not_a_valid_ping(
+    operations: OperationStore, data: Any, event_type: str, message: str
+) -> None:
+    """A sweep request that is not a ping with a valid policy: 400, nothing touched."""
+    publish = Recorder()
+    operation_create.handle(post({"name": "Ada"}), operations=operations, publish=publish)
+    with pytest.raises(FunctionError) as caught:
+        operation_create.serve(ping(data, event_type), operations=operations, publish=publish)
+    assert caught.value.status == 400
+    assert message in caught.value.message
+    assert len(publish.events) == 1
 
 
 # --- the real HttpSink against a broker stand-in ------------------------------------------------
@@ -340,46 +507,42 @@ SINK_FAILURES: list[tuple[str, int, str]] = [
     [row[1:] for row in SINK_FAILURES],
     ids=[row[0] for row in SINK_FAILURES],
 )
-def test_http_sink_refusal_fails_the_operation(
+def test_http_sink_refusal_keeps_the_operation_pending(
     operations: OperationStore, db: Path, broker_status: int, message: str
 ) -> None:
-    """A broker answering an error: 503 ServiceUnavailable, the operation is stored failed."""
+    """A broker answering an error: still 202 (the store is up); the operation stays pending."""
     with BrokerStandIn(broker_status) as broker:
-        with pytest.raises(ServiceUnavailable) as caught:
-            operation_create.handle(
-                post({"name": "Ada"}), operations=operations, publish=HttpSink(broker.url, 5.0)
-            )
+        response = operation_create.handle(
+            post({"name": "Ada"}), operations=operations, publish=HttpSink(broker.url, 5.0)
+        )
         attempts = len(broker.requests)
     assert attempts == 1  # the broker may have stored it: sending again could duplicate it
-    assert message in caught.value.message
-    stored = only_record(db)
-    assert stored["status"] == "failed"
-    assert message in stored["error"]["reason"]
+    assert response.status == 202
+    assert only_record(db)["status"] == "pending"
 
 
-def test_http_sink_retries_503_then_fails_the_operation(
+def test_http_sink_retries_503_then_keeps_the_operation_pending(
     operations: OperationStore, db: Path
 ) -> None:
-    """A 503 (the broker could not store it, §2.2) is retried before the request fails."""
+    """A 503 (the broker could not store it, §2.2) is retried; then 202 and pending."""
     with BrokerStandIn(503) as broker:
-        with pytest.raises(ServiceUnavailable):
-            operation_create.handle(
-                post({"name": "Ada"}), operations=operations, publish=HttpSink(broker.url, 5.0)
-            )
+        response = operation_create.handle(
+            post({"name": "Ada"}), operations=operations, publish=HttpSink(broker.url, 5.0)
+        )
         attempts = len(broker.requests)
     assert attempts > 1
-    assert only_record(db)["status"] == "failed"
+    assert response.status == 202
+    assert only_record(db)["status"] == "pending"
 
 
-def test_http_sink_connection_refused_fails_the_operation(
+def test_http_sink_connection_refused_keeps_the_operation_pending(
     operations: OperationStore, db: Path, closed_port_url: str
 ) -> None:
-    """No broker listening: 503 ServiceUnavailable, and the operation is stored failed."""
-    with pytest.raises(ServiceUnavailable) as caught:
-        operation_create.handle(
-            post({"name": "Ada"}), operations=operations, publish=HttpSink(closed_port_url, 2.0)
-        )
-    assert "cannot be reached" in caught.value.message
+    """No broker listening: 202 all the same, and the operation is pending with its event."""
+    response = operation_create.handle(
+        post({"name": "Ada"}), operations=operations, publish=HttpSink(closed_port_url, 2.0)
+    )
+    assert response.status == 202
     stored = only_record(db)
-    assert stored["status"] == "failed"
-    assert "cannot be reached" in stored["error"]["reason"]
+    assert stored["status"] == "pending"
+    assert stored["outbox"]["data"] == {"operationId": stored["id"], "name": "Ada"}

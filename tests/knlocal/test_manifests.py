@@ -69,6 +69,15 @@ def test_routes_match_the_public_api(method: str, path: str, service: str | None
     assert matched == ([service] if service else [])
 
 
+def test_the_ping_source_re_drives_operation_create() -> None:
+    """sources/ is read: the PingSource operation-sweep calls operation-create's /sweep."""
+    [sweep] = load(Settings(manifests=ROOT)).ping_sources
+    assert (sweep.namespace, sweep.name) == ("default", "operation-sweep")
+    assert sweep.sink == Destination(
+        ObjectRef("serving.knative.dev/v1", "Service", "operation-create", None), "/sweep"
+    )
+
+
 def test_services_carry_their_function_and_scale_to_zero() -> None:
     """Each service runs its own function (FUNCTION env) and may scale to zero."""
     system = load(Settings(manifests=ROOT))
@@ -355,6 +364,23 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
         [service(), binding("ghost")],
         BINDING_FILE,
         "subject 'ghost': not found",
+    ),
+    (
+        "ping-source-sink-to-unknown-service",
+        [
+            service(),
+            (
+                Path("sources/p.yaml"),
+                {
+                    "apiVersion": "sources.knative.dev/v1",
+                    "kind": "PingSource",
+                    "metadata": {"name": "p"},
+                    "spec": {"sink": ref("ghost")},
+                },
+            ),
+        ],
+        Path("sources/p.yaml"),
+        "PingSource p sink refers to Knative Service 'ghost': not found",
     ),
     (
         "route-to-unknown-service",

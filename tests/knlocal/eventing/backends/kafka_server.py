@@ -5,7 +5,7 @@
 - :class:`PrivateKafka`: a Kafka of one test's own, on free ports with its own data folder,
   started and stopped by the project's tools/kafka.sh, for tests that kill it.
 - :class:`RuntimeProcess`: `knlocal run` (what `make run` execs) as a subprocess on free loopback
-  ports with its own data folder.
+  ports with its own data folder; its `sweep()` re-drives stalled operations on demand.
 - :func:`drop`: deletes the topics and consumer groups a test created on the shared Kafka.
 """
 
@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,27 @@ class RuntimeProcess:
     def status(self) -> Any:
         """The admin endpoint's `/status` snapshot."""
         return self.request(f"{self.admin}/status")[1]
+
+    def sweep(self, stalled_after: float = 2, fail_after: float = 600) -> Any:
+        """Deliver what the PingSource operation-sweep delivers, now: a ping event to
+        operation-create's /sweep (the ingress routes its cluster-local Host, as the README says).
+
+        :return: the sweep's counts (pending, republished, failed, unpublished).
+        """
+        policy = {"stalledAfterSeconds": stalled_after, "failAfterSeconds": fail_after}
+        request = urllib.request.Request(
+            f"{self.ingress}/sweep",
+            data=json.dumps(policy).encode(),
+            method="POST",
+            headers={
+                "Host": "operation-create.default.svc.cluster.local",
+                "ce-specversion": "1.0",
+                "ce-id": str(uuid.uuid4()),
+                "ce-source": "/apis/v1/namespaces/default/pingsources/operation-sweep",
+                "ce-type": "dev.knative.sources.ping",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+            return json.loads(response.read())

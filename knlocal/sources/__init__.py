@@ -1,0 +1,1 @@
+"""Knative event sources the local runtime runs (`sources.knative.dev/v1`)."""

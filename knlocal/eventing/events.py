@@ -197,7 +197,15 @@ def encode_kafka(event: BaseCloudEvent) -> tuple[list[tuple[str, bytes]], bytes 
     """
     message = ce_kafka.to_binary(event, _FORMAT)
     key = message.key.encode() if isinstance(message.key, str) else message.key
-    return list(message.headers.items()), key, message.value
+    # The SDK writes a boolean extension as Python's `True`; Knative's Java receiver, as every
+    # CloudEvents SDK, writes `true` (CloudEvents spec, type system: Boolean "true" / "false").
+    booleans = {
+        f"ce_{name}": b"true" if value else b"false"
+        for name, value in event.get_attributes().items()
+        if isinstance(value, bool)
+    }
+    headers = [(name, booleans.get(name, value)) for name, value in message.headers.items()]
+    return headers, key, message.value
 
 
 def decode_kafka(

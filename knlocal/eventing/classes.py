@@ -13,11 +13,16 @@ MT_CHANNEL_BASED_BROKER: Final = "MTChannelBasedBroker"
 #: The Kafka broker of eventing-kafka-broker (Java data plane) (§3.1).
 KAFKA_BROKER: Final = "Kafka"
 
+#: The RabbitMQ broker of eventing-rabbitmq (§3.3).
+RABBITMQ_BROKER: Final = "RabbitMQBroker"
+
 #: Class used when a Broker has no class annotation (§3.2: Knative's default class).
 DEFAULT_BROKER_CLASS: Final = MT_CHANNEL_BASED_BROKER
 
 #: Every class the local runtime can emulate.
-SUPPORTED_BROKER_CLASSES: Final = frozenset({MT_CHANNEL_BASED_BROKER, KAFKA_BROKER})
+SUPPORTED_BROKER_CLASSES: Final = frozenset(
+    {MT_CHANNEL_BASED_BROKER, KAFKA_BROKER, RABBITMQ_BROKER}
+)
 
 
 def check_broker_class(broker_class: str) -> str:

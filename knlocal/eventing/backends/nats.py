@@ -27,6 +27,7 @@ round of attempts.
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Final
 
 import nats
@@ -51,8 +52,14 @@ FETCH_BATCH: Final = 100
 FETCH_TIMEOUT_SECONDS: Final = 1.0
 #: JetStream's ack wait: after a crash, unfinished events come back after at most this long.
 ACK_WAIT_SECONDS: Final = 6.0
-#: How long a publish may wait for JetStream's acknowledgement before the ingress answers 503.
-PUBLISH_TIMEOUT_SECONDS: Final = 10.0
+#: How long a publish keeps trying while NATS is away before the ingress answers 503; as Knative's
+#: Kafka receiver waits `delivery.timeout.ms` (§3.1), a restart costs latency, not events. A
+#: retried publish whose first PubAck was lost is stored twice: at least once, as everywhere.
+DELIVERY_TIMEOUT_SECONDS: Final = 60.0
+#: Bound on one attempt's wait for the PubAck.
+PUBACK_TIMEOUT_SECONDS: Final = 5.0
+#: Pause between attempts.
+RETRY_SECONDS: Final = 0.5
 _FAILURES: Final = (NatsError, ConnectionError, OSError, asyncio.TimeoutError)
 
 
@@ -114,12 +121,19 @@ class NatsBackend(BrokerBackend):
     async def publish(self, event: BaseCloudEvent) -> None:
         """See :meth:`BrokerBackend.publish`: returns once JetStream stored the message."""
         headers, body = encode_binary(event)
-        try:
-            await self._js.publish(
-                self.subject, body, timeout=PUBLISH_TIMEOUT_SECONDS, headers=headers
-            )
-        except _FAILURES as exc:
-            raise BackendError(f"JetStream at {self.url} did not store it: {exc!r}") from exc
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
+        while True:
+            try:
+                await self._js.publish(
+                    self.subject, body, timeout=PUBACK_TIMEOUT_SECONDS, headers=headers
+                )
+                return
+            except _FAILURES as exc:
+                if time.monotonic() + RETRY_SECONDS > deadline:
+                    raise BackendError(
+                        f"JetStream at {self.url} did not store it: {exc!r}"
+                    ) from exc
+            await asyncio.sleep(RETRY_SECONDS)
 
     async def subscribe(self, group: str, ordered: bool) -> Subscription:
         """Bind the Trigger's durable consumer (created at the stream's end when new)."""
@@ -159,7 +173,7 @@ class NatsSubscription(Subscription):
         self.group = group
         self.pull = pull
         self._received: asyncio.Queue[Received] = asyncio.Queue()
-        #: By stream sequence: a message is delivered once to the consumer until acked or redelivered.
+        #: By stream sequence: one entry per message until it is acked (or handed back).
         self._unacked: dict[int, Msg] = {}
         self._tasks = [asyncio.create_task(self._fetch()), asyncio.create_task(self._heartbeat())]
 

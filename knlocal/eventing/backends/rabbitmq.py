@@ -24,6 +24,7 @@ are void, RabbitMQ redelivers those messages.
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Final
 
 import aio_pika
@@ -45,13 +46,20 @@ log = logging.getLogger("knlocal.eventing")
 
 #: Messages handed to the dispatcher and not yet acknowledged, per queue (the channel's prefetch).
 MAX_UNACKED: Final = 1000
-#: How long a publish may wait for RabbitMQ's confirm (e.g. while it restarts) before the ingress
-#: answers 503.
-PUBLISH_TIMEOUT_SECONDS: Final = 10.0
+#: How long a publish keeps trying while RabbitMQ is away (restarting takes ~15 s here) before
+#: the ingress answers 503; as Knative's Kafka receiver waits `delivery.timeout.ms` (§3.1), a
+#: restart costs latency, not events. A retried publish whose first confirm was lost is stored
+#: twice: at least once, as everywhere.
+DELIVERY_TIMEOUT_SECONDS: Final = 60.0
+#: Bound on one attempt's wait for the confirm.
+CONFIRM_TIMEOUT_SECONDS: Final = 5.0
+#: Pause between attempts, and between aio-pika's reconnection attempts.
+RETRY_SECONDS: Final = 0.5
 #: eventing-rabbitmq's default queue type (`RabbitmqBrokerConfig.spec.queueType`, §3.3).
 QUEUE_TYPE: Final = "quorum"
-#: AMQP exceptions and lost connections, as aio-pika raises them.
-_FAILURES: Final = (AMQPError, ConnectionError, OSError, asyncio.TimeoutError)
+#: AMQP exceptions and lost connections, as aio-pika raises them (aiormq raises RuntimeError for
+#: a closed channel or connection).
+_FAILURES: Final = (AMQPError, ConnectionError, OSError, asyncio.TimeoutError, RuntimeError)
 
 
 def exchange_name(broker: Broker) -> str:
@@ -111,7 +119,9 @@ class RabbitMQBackend(BrokerBackend):
         """
         self.exchange = exchange_name(self.broker)
         try:
-            self._connection = await aio_pika.connect_robust(self.url, timeout=5)
+            self._connection = await aio_pika.connect_robust(
+                self.url, timeout=5, reconnect_interval=RETRY_SECONDS
+            )
             self._channel = await self._connection.channel(publisher_confirms=True)
             self._exchange = await self._channel.declare_exchange(
                 self.exchange, aio_pika.ExchangeType.HEADERS, durable=True
@@ -125,12 +135,18 @@ class RabbitMQBackend(BrokerBackend):
 
     async def publish(self, event: BaseCloudEvent) -> None:
         """See :meth:`BrokerBackend.publish`: returns once RabbitMQ confirmed the message."""
-        try:
-            await self._exchange.publish(
-                to_message(event), routing_key="", timeout=PUBLISH_TIMEOUT_SECONDS
-            )
-        except _FAILURES as exc:
-            raise BackendError(f"RabbitMQ at {self.url} did not confirm: {exc!r}") from exc
+        message = to_message(event)
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
+        while True:
+            try:
+                await self._exchange.publish(
+                    message, routing_key="", timeout=CONFIRM_TIMEOUT_SECONDS
+                )
+                return
+            except _FAILURES as exc:
+                if time.monotonic() + RETRY_SECONDS > deadline:
+                    raise BackendError(f"RabbitMQ at {self.url} did not confirm: {exc!r}") from exc
+            await asyncio.sleep(RETRY_SECONDS)
 
     async def subscribe(self, group: str, ordered: bool) -> Subscription:
         """Declare the Trigger's queue, bind it and consume it.

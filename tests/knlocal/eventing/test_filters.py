@@ -273,8 +273,8 @@ def test_s2_3_build_rejects_wrong_shapes(spec: dict[str, Any], message: str) -> 
 
 def test_s3_unknown_broker_class_is_refused() -> None:
     """Only the emulated classes are accepted."""
-    with pytest.raises(ManifestError, match="unsupported broker class 'RabbitMQBroker'"):
-        build_trigger_filter(legacy({"type": "t"}), "RabbitMQBroker")
+    with pytest.raises(ManifestError, match="unsupported broker class 'NatsJetStreamBroker'"):
+        build_trigger_filter(legacy({"type": "t"}), "NatsJetStreamBroker")
     assert check_broker_class(KAFKA) == KAFKA
 
 

@@ -1,4 +1,4 @@
-"""The registry picks the backend by Broker class and, channel-based, by channel kind (§3.2, §3.4)."""
+"""The registry picks the backend by class and, channel-based, by channel kind (§3.2, §3.4)."""
 
 import pytest
 
@@ -48,6 +48,6 @@ def test_s3_2_unemulated_channel_kind_is_refused_with_the_kinds_we_have() -> Non
     """A KafkaChannel template is a ManifestError naming what the runtime emulates."""
     broker = Broker("default", "default", MT_CHANNEL_BASED_BROKER, None, None)
     with pytest.raises(
-        ManifestError, match="'KafkaChannel'.*InMemoryChannel, NatsJetStreamChannel"
+        ManifestError, match=r"'KafkaChannel'.*InMemoryChannel, NatsJetStreamChannel"
     ):
         registry.create(broker, template("KafkaChannel"), SETTINGS)

@@ -118,3 +118,7 @@ undeploy: $(STAMP) ## delete what deploy created (Knative's shared ConfigMaps st
 .PHONY: bench-kafka
 bench-kafka: $(STAMP) ## the Kafka backend benchmark (events/s vs kafka-python, 100 users/s on BROKER=kafka; starts its own Kafka) → bench/results
 	$(BIN)/python -m bench.bench_kafka $(BENCH_ARGS)
+
+.PHONY: bench-brokers
+bench-brokers: $(STAMP) ## RabbitMQ and NATS backends' events/s beside aio-pika / nats-py (needs make rabbitmq nats) → bench/results
+	$(BIN)/python -m bench.bench_brokers $(BENCH_ARGS)

@@ -9,6 +9,10 @@ For each backend, on the shared server (`make rabbitmq`, `make nats`), with a Br
 2. **plain client**, same run, same bytes, same concurrency: aio-pika / nats-py alone, one
    consumer acking each message, no CloudEvents.
 
+3. **runtime**: `knlocal burst` at 100 users/s for SECONDS through `knlocal run` with
+   BROKER=rabbitmq and BROKER=nats (bench/bench_kafka.py's measurement, warmed up): `POST /users`
+   latency and time to `completed`.
+
 RabbitMQ also gets pika (blocking, publisher confirms, one publisher: pika has no concurrency
 within a connection) when it is installed, the measurement behind choosing aio-pika.
 The result goes to bench/results/brokers-<date-time>.json, with the command.
@@ -30,6 +34,7 @@ import nats
 from cloudevents.core.v1.event import CloudEvent
 from nats.js.api import StreamConfig
 
+from bench.bench_kafka import through_runtime
 from knlocal.burst import machine_info
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.nats import stream_name
@@ -220,7 +225,7 @@ async def plain_nats(count: int, concurrency: int) -> float:
     return count / elapsed
 
 
-async def main(count: int, concurrency: int) -> dict[str, Any]:
+async def main(count: int, concurrency: int, seconds: float) -> dict[str, Any]:
     """Every measurement, in one run."""
     loadavg_before = os.getloadavg()
     result: dict[str, Any] = {
@@ -238,6 +243,13 @@ async def main(count: int, concurrency: int) -> dict[str, Any]:
             "nats_py_events_per_s": await plain_nats(count, concurrency),
         },
     }
+    if seconds > 0:
+        # Kafka's address is unused with these brokers.
+        servers = Settings.from_env().kafka_bootstrap_servers
+        for kind in ("rabbitmq", "nats"):
+            result[kind]["runtime_100_per_s"] = await asyncio.to_thread(
+                through_runtime, kind, servers, 100.0, seconds
+            )
     result["machine"] = machine_info(loadavg_before, os.getloadavg())
     return result
 
@@ -246,8 +258,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=3000, help="events per measurement")
     parser.add_argument("--concurrency", type=int, default=64, help="publishers in flight")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="runtime burst at 100 users/s; 0: skip"
+    )
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.n, args.concurrency))
+    outcome = asyncio.run(main(args.n, args.concurrency, args.seconds))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"brokers-{time.strftime('%Y-%m-%dT%H%M%S')}.json"
     path.write_text(json.dumps(outcome, indent=2) + "\n")

@@ -1,6 +1,6 @@
 # The two commands a user needs: `make run` and `make test`. Everything else is listed by `make help`.
 #
-# Switches (environment or `make VAR=value`): BROKER=inmemory|kafka, STORE=sqlite|dynamodb,
+# Switches (environment or `make VAR=value`): BROKER=inmemory|kafka|rabbitmq|nats, STORE=sqlite|dynamodb,
 # PROFILE=local|knative. See the README for every setting.
 
 SHELL := /bin/bash
@@ -13,6 +13,7 @@ export BROKER ?= inmemory
 export STORE ?= sqlite
 
 .PHONY: help install run status test test-unit lint format kafka kafka-stop dynamodb dynamodb-stop clean
+.PHONY: rabbitmq rabbitmq-stop nats nats-stop
 .PHONY: dynamodb-tables
 .PHONY: burst bench
 
@@ -30,6 +31,8 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 
 run: $(STAMP) ## run the whole system locally (BROKER=…, STORE=…, FAULTS=plan.yaml); Ctrl-C stops it
 	@if [ "$(BROKER)" = kafka ]; then bash tools/kafka.sh status >/dev/null || { echo "BROKER=kafka needs Kafka: run 'make kafka' first"; exit 1; }; fi
+	@if [ "$(BROKER)" = rabbitmq ]; then bash tools/rabbitmq.sh status >/dev/null || { echo "BROKER=rabbitmq needs RabbitMQ: run 'make rabbitmq' first"; exit 1; }; fi
+	@if [ "$(BROKER)" = nats ]; then bash tools/nats.sh status >/dev/null || { echo "BROKER=nats needs NATS: run 'make nats' first"; exit 1; }; fi
 	@if [ "$(STORE)" = dynamodb ]; then bash tools/dynamodb.sh status >/dev/null || { echo "STORE=dynamodb needs DynamoDB Local: run 'make dynamodb' first"; exit 1; }; fi
 	exec $(BIN)/knlocal run
 
@@ -53,6 +56,18 @@ kafka: ## start a single-node Kafka (KRaft) on 127.0.0.1:9092, fetched from Mave
 
 kafka-stop: ## stop it
 	bash tools/kafka.sh stop
+
+rabbitmq: ## start RabbitMQ (Debian's rabbitmq-server, installed if missing) on 127.0.0.1:5672
+	bash tools/rabbitmq.sh start
+
+rabbitmq-stop: ## stop it
+	bash tools/rabbitmq.sh stop
+
+nats: ## start nats-server with JetStream (Debian's package, installed if missing) on 127.0.0.1:4222
+	bash tools/nats.sh start
+
+nats-stop: ## stop it
+	bash tools/nats.sh stop
 
 dynamodb: ## start DynamoDB Local on 127.0.0.1:8000, fetched from Maven Central
 	bash tools/dynamodb.sh start
@@ -107,3 +122,7 @@ cluster-check: $(STAMP) ## the manifests of every broker against a real kube-api
 .PHONY: bench-kafka
 bench-kafka: $(STAMP) ## the Kafka backend benchmark (events/s vs kafka-python, 100 users/s on BROKER=kafka; starts its own Kafka) → bench/results
 	$(BIN)/python -m bench.bench_kafka $(BENCH_ARGS)
+
+.PHONY: bench-brokers
+bench-brokers: $(STAMP) ## RabbitMQ and NATS backends' events/s beside aio-pika / nats-py (needs make rabbitmq nats) → bench/results
+	$(BIN)/python -m bench.bench_brokers $(BENCH_ARGS)

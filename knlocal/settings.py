@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from knlocal.errors import ConfigError
 
 #: Valid values of the switches, in the order the README lists them.
-BROKERS = ("inmemory", "kafka")
+BROKERS = ("inmemory", "kafka", "rabbitmq", "nats")
 STORES = ("sqlite", "dynamodb")
 PROFILES = ("local", "knative")
 
@@ -44,6 +44,11 @@ class Settings:
     #: Kafka for BROKER=kafka (env KAFKA_BOOTSTRAP_SERVERS); overrides the ConfigMap's address,
     #: which names the cluster's Kafka.
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    #: RabbitMQ for BROKER=rabbitmq (env RABBITMQ_URL); stands in for the RabbitmqCluster the
+    #: Broker's RabbitmqBrokerConfig references on a cluster.
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    #: NATS with JetStream for BROKER=nats (env NATS_URL); overrides config-nats's cluster URL.
+    nats_url: str = "nats://127.0.0.1:4222"
     #: DynamoDB for STORE=dynamodb (env DYNAMODB_ENDPOINT).
     dynamodb_endpoint: str = "http://127.0.0.1:8000"
     #: The WSGI app every Knative Service's container runs (the image's gunicorn target).
@@ -65,6 +70,8 @@ class Settings:
         "admin_port": "ADMIN_PORT",
         "data_dir": "DATA_DIR",
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+        "rabbitmq_url": "RABBITMQ_URL",
+        "nats_url": "NATS_URL",
         "dynamodb_endpoint": "DYNAMODB_ENDPOINT",
         "wsgi_app": "KNLOCAL_WSGI_APP",
         "log_level": "LOG_LEVEL",

@@ -76,12 +76,25 @@ KAFKA_BROKER: Final = BrokerClass(
     filter_hop_hides_errors=False,
 )
 
+#: The RabbitMQ broker of eventing-rabbitmq (§3.3): Go, eventing's dispatcher code as MT, but its
+#: dispatcher sends to the subscriber itself (no broker-filter hop) and its ingress keeps no TTL;
+#: events cross AMQP headers (strings) before they are filtered.
+RABBITMQ_BROKER: Final = BrokerClass(
+    name="RabbitMQBroker",
+    data_plane=DataPlane.GO,
+    max_ttl=None,
+    default_timeout=None,
+    retries_non_event_answer=True,
+    binary_hops=True,
+    filter_hop_hides_errors=False,
+)
+
 #: Class used when a Broker has no class annotation (§3.2: Knative's default class).
 DEFAULT_BROKER_CLASS: Final = MT_CHANNEL_BASED_BROKER
 
 #: Every class the local runtime can emulate, by annotation value.
 BROKER_CLASSES: Final[Mapping[str, BrokerClass]] = {
-    c.name: c for c in (MT_CHANNEL_BASED_BROKER, KAFKA_BROKER)
+    c.name: c for c in (MT_CHANNEL_BASED_BROKER, KAFKA_BROKER, RABBITMQ_BROKER)
 }
 
 

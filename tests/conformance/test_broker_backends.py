@@ -6,9 +6,10 @@ and one TriggerDispatcher per Trigger, running. Subscribers and dead-letter sink
 servers on 127.0.0.1 that record what they receive and answer as each test scripts.
 
 Where backends differ (Knative's do too), the difference is declared in :class:`BackendCase` and
-each backend is held to what it declares. Kafka runs against the shared Kafka (`make kafka`);
-without it those cases skip (fail when `CI=true`). Every test gets its own Broker, hence its own
-topic and consumer groups, which are deleted afterwards.
+each backend is held to what it declares. Kafka, RabbitMQ and NATS run against the shared servers
+(`make kafka`, `make rabbitmq`, `make nats`); without one its cases skip (fail when `CI=true`).
+Every test gets its own Broker, hence its own topic / exchange / stream and consumer groups /
+queues / consumers, which are deleted afterwards.
 """
 
 import asyncio
@@ -34,14 +35,27 @@ from knlocal import manifests
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.backends.kafka import topic_name
+from knlocal.eventing.backends.nats import stream_name
+from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.eventing.broker import BrokerTarget, RunningBroker
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
+from knlocal.eventing.classes import (
+    KAFKA_BROKER,
+    MT_CHANNEL_BASED_BROKER,
+    RABBITMQ_BROKER,
+    BrokerClass,
+)
 from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec, backoff_seconds
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.filters import build_trigger_filter
 from knlocal.manifests import Broker
 from knlocal.runtime import HttpTarget
 from knlocal.settings import Settings
+from tests.knlocal.eventing.backends.broker_servers import (
+    drop_nats,
+    drop_rabbitmq,
+    require_nats,
+    require_rabbitmq,
+)
 from tests.knlocal.eventing.backends.kafka_server import ROOT, drop, require_kafka
 
 NAMESPACE = "default"
@@ -95,6 +109,21 @@ KAFKA = BackendCase(
     redelivers_after_crash=True,
     durable=True,
     kne_headers_as_extensions=True,
+)
+RABBITMQ = BackendCase(
+    "rabbitmq",
+    RABBITMQ_BROKER,
+    redelivers_after_crash=True,
+    durable=True,
+    kne_headers_as_extensions=False,
+)
+#: Channel-based, like inmemory: the channel template in brokers/nats/ selects JetStream (§3.4).
+NATS = BackendCase(
+    "nats",
+    MT_CHANNEL_BASED_BROKER,
+    redelivers_after_crash=True,
+    durable=True,
+    kne_headers_as_extensions=False,
 )
 
 
@@ -281,13 +310,18 @@ Scenario = Callable[[BackendCase, str], Coroutine[Any, Any, None]]
 
 
 @pytest.fixture(
-    params=[INMEMORY, pytest.param(KAFKA, marks=pytest.mark.kafka)], ids=["inmemory", "kafka"]
+    params=[INMEMORY, pytest.param(KAFKA, marks=pytest.mark.kafka), RABBITMQ, NATS],
+    ids=["inmemory", "kafka", "rabbitmq", "nats"],
 )
 def case(request: pytest.FixtureRequest) -> BackendCase:
-    """Each backend; Kafka only when the shared Kafka runs."""
+    """Each backend; a server-backed one only when its shared server runs."""
     backend: BackendCase = request.param
     if backend is KAFKA:
         require_kafka()
+    elif backend is RABBITMQ:
+        require_rabbitmq()
+    elif backend is NATS:
+        require_nats()
     return backend
 
 
@@ -304,6 +338,16 @@ def broker_name(case: BackendCase) -> Iterator[str]:
             [topic_name(broker)],
             [f"knative-trigger-{NAMESPACE}-{name}-{t}" for t in _TRIGGERS],
         )
+    elif case is RABBITMQ:
+        broker = Broker(name, NAMESPACE, RABBITMQ_BROKER, None, None)
+        drop_rabbitmq(
+            Settings.from_env().rabbitmq_url,
+            [exchange_name(broker)],
+            [f"knative-trigger-{NAMESPACE}-{name}-{t}" for t in _TRIGGERS],
+        )
+    elif case is NATS:
+        broker = Broker(name, NAMESPACE, MT_CHANNEL_BASED_BROKER, None, None)
+        drop_nats(Settings.from_env().nats_url, [stream_name(broker)])
 
 
 #: Trigger names the scenarios use, suffixed with the Broker's name to keep groups apart.

@@ -20,8 +20,8 @@ def test_s3_classes_are_found_by_their_annotation_value() -> None:
 
 def test_s3_unknown_broker_class_is_refused() -> None:
     """Only the emulated classes are accepted; the error lists them."""
-    with pytest.raises(ManifestError, match="unsupported broker class 'RabbitMQBroker'"):
-        broker_class_named("RabbitMQBroker")
+    with pytest.raises(ManifestError, match="unsupported broker class 'NatsJetStreamBroker'"):
+        broker_class_named("NatsJetStreamBroker")
     with pytest.raises(ManifestError, match="expected one of Kafka, MTChannelBasedBroker"):
         broker_class_named("kafka")  # the annotation is case-sensitive (§3.1)
 

@@ -110,13 +110,32 @@ def test_a_burst_scales_services_from_zero_to_several_and_back(
     assert sum(s["responses_503"] + s["responses_504"] for s in services.values()) == 0
 
 
+#: Duplicates, drops and 503s together, each on every n-th delivery: the retries (5 per Trigger)
+#: always outlast them, so every operation must end within the burst's follow timeout.
+PLAN = """
+seed: 1
+triggers:
+  default/user-create:
+    - {kind: duplicate, every: 2}
+  default/user-approve:
+    - {kind: drop, every: 3, wait: 0.2}
+  default/user-create-response:
+    - {kind: fail, status: 503, every: 3}
+brokers:
+  default/default:
+    - {kind: duplicate, every: 4}
+"""
+
+
 def test_burst_under_a_fault_plan_starts_its_own_runtime_and_checks_its_stores(
     tmp_path: Path,
 ) -> None:
-    """`knlocal burst --faults FILE` (issue 14): the README's plan, every claim checked."""
+    """`knlocal burst --faults FILE` (issue 14): its own runtime, every claim checked."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "knlocal.cli", "burst", "--faults", "docs/faults-example.yaml"),
+            *(sys.executable, "-m", "knlocal.cli", "burst", "--faults", str(plan)),
             *("-n", "12", "--rate", "12", "--settle", "0", "--no-progress", "--out", str(tmp_path)),
         ],
         cwd=ROOT,
@@ -126,7 +145,8 @@ def test_burst_under_a_fault_plan_starts_its_own_runtime_and_checks_its_stores(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "12/12 accepted, 12 completed, 0 failed, 0 lost" in result.stdout, result.stdout
-    assert "faults injected: " in result.stdout, result.stdout
+    for injected in ("user-create duplicate", "user-approve drop", "user-create-response fail"):
+        assert injected in result.stdout, result.stdout
     assert "— all zero" in result.stdout, result.stdout
 
 

@@ -108,6 +108,8 @@ class Runtime:
         self.revisions: dict[str, Revision] = {}
         self.brokers: dict[tuple[str, str], RunningBroker] = {}
         self.dispatchers: list[TriggerDispatcher] = []
+        #: Each PingSource with its resolved sink, by (namespace, name).
+        self.pings: dict[tuple[str, str], tuple[ping.PingSource, RevisionTarget | HttpTarget]] = {}
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -160,6 +162,7 @@ class Runtime:
         for source in self.system.ping_sources:
             where = f"PingSource {source.namespace}/{source.name} sink"
             target = self._target(source.sink, self._session, where)
+            self.pings[(source.namespace, source.name)] = (source, target)
             self._tasks.append(asyncio.create_task(ping.run(source, target)))
         s = self.settings
         edge.log_client_errors_as_warnings()

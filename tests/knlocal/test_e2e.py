@@ -161,6 +161,20 @@ def test_unknown_operation_is_404(runtime: Runtime) -> None:
     assert "no operation" in json.loads(raw)["error"]
 
 
+def test_admin_fires_a_ping_source_now_and_answers_with_its_sinks_reply(runtime: Runtime) -> None:
+    """`POST /pingsources/default/operation-sweep`: the sweep's counts come back; a body
+    replaces the PingSource's data, and operation-create refuses data it cannot read."""
+    status, _, raw = _request(f"{runtime.admin}/pingsources/default/operation-sweep", "POST")
+    assert status == 200, raw
+    assert {"pending", "republished", "failed"} <= set(json.loads(raw)), raw
+    status, _, raw = _request(
+        f"{runtime.admin}/pingsources/default/operation-sweep", "POST", b'{"nope": 1}'
+    )
+    assert status == 400, raw
+    status, _, raw = _request(f"{runtime.admin}/pingsources/default/nope", "POST")
+    assert status == 404 and "no PingSource" in json.loads(raw)["error"]
+
+
 @pytest.mark.parametrize("service", ["user-create", "user-approve", "operation-create"])
 def test_cluster_local_services_are_not_on_the_public_ingress(
     runtime: Runtime, service: str

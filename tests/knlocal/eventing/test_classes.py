@@ -7,6 +7,7 @@ from knlocal.eventing.classes import (
     BROKER_CLASSES,
     KAFKA_BROKER,
     MT_CHANNEL_BASED_BROKER,
+    RABBITMQ_BROKER,
     broker_class_named,
 )
 
@@ -15,14 +16,17 @@ def test_s3_classes_are_found_by_their_annotation_value() -> None:
     """`eventing.knative.dev/broker.class` names a class exactly as Knative spells it."""
     assert broker_class_named("MTChannelBasedBroker") is MT_CHANNEL_BASED_BROKER
     assert broker_class_named("Kafka") is KAFKA_BROKER
-    assert set(BROKER_CLASSES) == {"MTChannelBasedBroker", "Kafka"}
+    assert broker_class_named("RabbitMQBroker") is RABBITMQ_BROKER
+    assert set(BROKER_CLASSES) == {"MTChannelBasedBroker", "Kafka", "RabbitMQBroker"}
 
 
 def test_s3_unknown_broker_class_is_refused() -> None:
     """Only the emulated classes are accepted; the error lists them."""
     with pytest.raises(ManifestError, match="unsupported broker class 'NatsJetStreamBroker'"):
         broker_class_named("NatsJetStreamBroker")
-    with pytest.raises(ManifestError, match="expected one of Kafka, MTChannelBasedBroker"):
+    with pytest.raises(
+        ManifestError, match="expected one of Kafka, MTChannelBasedBroker, RabbitMQBroker"
+    ):
         broker_class_named("kafka")  # the annotation is case-sensitive (§3.1)
 
 

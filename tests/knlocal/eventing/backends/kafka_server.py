@@ -19,7 +19,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -217,24 +216,16 @@ class RuntimeProcess:
         return self.request(f"{self.admin}/status")[1]
 
     def sweep(self, stalled_after: float = 2, fail_after: float = 600) -> Any:
-        """Deliver what the PingSource operation-sweep delivers, now: a ping event to
-        operation-create's /sweep (the ingress routes its cluster-local Host, as the README says).
+        """Fire the PingSource operation-sweep now, through the admin API, with this policy as
+        its data: a ping event to operation-create's /sweep (a cluster-local Service).
 
         :return: the sweep's counts (pending, republished, failed, unpublished).
         """
         policy = {"stalledAfterSeconds": stalled_after, "failAfterSeconds": fail_after}
         request = urllib.request.Request(
-            f"{self.ingress}/sweep",
+            f"{self.admin}/pingsources/default/operation-sweep",
             data=json.dumps(policy).encode(),
             method="POST",
-            headers={
-                "Host": "operation-create.default.svc.cluster.local",
-                "ce-specversion": "1.0",
-                "ce-id": str(uuid.uuid4()),
-                "ce-source": "/apis/v1/namespaces/default/pingsources/operation-sweep",
-                "ce-type": "dev.knative.sources.ping",
-                "Content-Type": "application/json",
-            },
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200

@@ -345,13 +345,13 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
                     **broker()[1],
                     "metadata": {
                         "name": "default",
-                        "annotations": {"eventing.knative.dev/broker.class": "RabbitMQBroker"},
+                        "annotations": {"eventing.knative.dev/broker.class": "NatsJetStreamBroker"},
                     },
                 },
             ),
         ],
         BROKER_FILE,
-        "unsupported broker class 'RabbitMQBroker'",
+        "unsupported broker class 'NatsJetStreamBroker'",
     ),
     (
         "service-with-two-containers",

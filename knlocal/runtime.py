@@ -32,8 +32,10 @@ from knlocal.eventing.filters import build_trigger_filter
 from knlocal.eventing.sender import Reply, Target
 from knlocal.manifests import System
 from knlocal.observability import metrics_app
+from knlocal.serving.autoscaler.config import AutoscalerDefaults
+from knlocal.serving.autoscaler.scaler import KPA
+from knlocal.serving.autoscaler.spec import RevisionScaling
 from knlocal.serving.revision import Revision
-from knlocal.serving.scaling import KPA, AutoscalerDefaults, RevisionScaling
 from knlocal.serving.zygote import ForkLauncher
 from knlocal.settings import Settings
 from knlocal.sources import ping

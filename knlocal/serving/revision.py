@@ -29,8 +29,8 @@ import aiohttp
 from multidict import CIMultiDict
 
 from knlocal.manifests import KnativeService
+from knlocal.serving.autoscaler.scaler import ScaleDecision
 from knlocal.serving.instances import Instance, InstanceStartError, Launcher
-from knlocal.serving.scaling import ScaleDecision
 
 log = logging.getLogger("knlocal.serving")
 

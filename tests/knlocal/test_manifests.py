@@ -10,7 +10,8 @@ from knlocal.errors import ManifestError
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.delivery import DeliverySpec, Destination, ObjectRef
 from knlocal.manifests import Route, build, load
-from knlocal.serving.scaling import AutoscalerDefaults, RevisionScaling
+from knlocal.serving.autoscaler.config import AutoscalerDefaults
+from knlocal.serving.autoscaler.spec import RevisionScaling
 from knlocal.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

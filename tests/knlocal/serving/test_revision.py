@@ -17,8 +17,10 @@ from pathlib import Path
 import aiohttp
 
 from knlocal.manifests import KnativeService
+from knlocal.serving.autoscaler.config import AutoscalerDefaults
+from knlocal.serving.autoscaler.scaler import KPA
+from knlocal.serving.autoscaler.spec import RevisionScaling
 from knlocal.serving.revision import ACTIVATOR_QUEUE_DEPTH, Response, Revision
-from knlocal.serving.scaling import KPA, AutoscalerDefaults, RevisionScaling
 from knlocal.serving.zygote import ForkLauncher
 
 WSGI_APP = "tests.knlocal.serving.wsgi_sleeper:create_app()"

@@ -13,12 +13,9 @@ from dataclasses import dataclass
 import pytest
 
 from knlocal.errors import ConfigError
-from knlocal.serving.scaling import (
-    KPA,
-    AutoscalerDefaults,
-    RevisionScaling,
-    ScaleDecision,
-)
+from knlocal.serving.autoscaler.config import AutoscalerDefaults
+from knlocal.serving.autoscaler.scaler import KPA, ScaleDecision
+from knlocal.serving.autoscaler.spec import RevisionScaling
 
 A = "autoscaling.knative.dev/"
 

@@ -11,6 +11,7 @@ import pytest
 
 from knlocal.errors import ConfigError
 from knlocal.serving.autoscaler.config import AutoscalerDefaults
+from tests.knlocal.serving.autoscaler.scenario import scaling
 
 # ------------------------------------------------------------------------------------------
 # §1.2 config-autoscaler
@@ -265,3 +266,66 @@ def test_s1_2_invalid_configmap_values_raise_config_error(
     assert key in message
     assert repr(value) in message
     assert "expected" in message
+
+
+# ------------------------------------------------------------------------------------------
+# Rules shared with the annotations: one rule, the same verdict on both sides
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config_key", "annotation", "value", "valid"),
+    [
+        ("stable-window", "window", "6s", True),
+        ("stable-window", "window", "3600s", True),
+        ("stable-window", "window", "5s", False),
+        ("stable-window", "window", "3601s", False),
+        ("stable-window", "window", "60500ms", False),
+        ("panic-window-percentage", "panic-window-percentage", "1", True),
+        ("panic-window-percentage", "panic-window-percentage", "100", True),
+        ("panic-window-percentage", "panic-window-percentage", "0.99", False),
+        ("panic-window-percentage", "panic-window-percentage", "100.5", False),
+        ("target-burst-capacity", "target-burst-capacity", "-1", True),
+        ("target-burst-capacity", "target-burst-capacity", "0", True),
+        ("target-burst-capacity", "target-burst-capacity", "-0.5", False),
+        ("requests-per-second-target-default", "target", "0.01", True),
+        ("requests-per-second-target-default", "target", "0.009", False),
+        ("initial-scale", "initial-scale", "1", True),
+        ("initial-scale", "initial-scale", "0", False),
+    ],
+)
+def test_s1_2_s1_3_a_rule_written_once_gives_the_same_verdict_in_both_places(
+    config_key: str, annotation: str, value: str, valid: bool
+) -> None:
+    # config.go validate and annotation_validation.go state these ranges alike; the runtime
+    # checks both with the same config.Rule.
+    metric = {"metric": "rps"} if annotation == "target" else {}
+    outcomes = []
+    for build in (
+        lambda: AutoscalerDefaults.from_configmap({config_key: value}),
+        lambda: scaling({annotation: value, **metric}),
+    ):
+        try:
+            build()
+            outcomes.append(True)
+        except ConfigError:
+            outcomes.append(False)
+    assert outcomes == [valid, valid]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "attr", "expected"),
+    [
+        # config.go validate has no upper bound for these two (the annotations have 1 h).
+        ("scale-down-delay", "2h", "scale_down_delay", 7200.0),
+        ("scale-to-zero-pod-retention-period", "2h", "scale_to_zero_pod_retention_period", 7200.0),
+        # config.go does not range-check panic-threshold-percentage (the annotation: 110-1000).
+        ("panic-threshold-percentage", "100", "panic_threshold_percentage", 100.0),
+    ],
+)
+def test_s1_2_configmap_rules_that_knative_states_differently_from_the_annotations(
+    key: str, value: str, attr: str, expected: float
+) -> None:
+    assert getattr(AutoscalerDefaults.from_configmap({key: value}), attr) == expected
+    with pytest.raises(ConfigError, match="expected"):
+        scaling({key: value})

@@ -10,10 +10,8 @@ arithmetic is in the comment next to it.
 import pytest
 
 from knlocal.errors import ConfigError
-from tests.knlocal.serving.autoscaler.scenario import (
-    A,
-    scaling,
-)
+from knlocal.serving.autoscaler.scaler import KPA
+from tests.knlocal.serving.autoscaler.scenario import A, Decide, Feed, run, scaling
 
 # ------------------------------------------------------------------------------------------
 # §1.3 / §1.4 annotations and target resolution
@@ -267,3 +265,47 @@ def test_s1_3_invalid_annotations_raise_config_error(
     with pytest.raises(ConfigError, match="expected") as info:
         scaling(annotations, cc, config)
     assert key in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------
+# min <= max: the two copies of the rule used to disagree. Knative's annotation validator
+# (pkg/apis/autoscaling/annotation_validation.go validateMinMaxScale) compares the
+# annotations' own min-scale and max-scale (an absent one is 0); the ConfigMap's pair is
+# checked by config.go. The former annotation copy compared the merged values instead.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("annotations", "config", "bounds"),
+    [
+        # Annotation max 2 below the ConfigMap's min 3: valid for Knative.
+        ({"max-scale": "2"}, {"min-scale": "3"}, (3, 2)),
+        # Annotation min 3 above the ConfigMap's max 2: valid too (max-scale annotation absent).
+        ({"min-scale": "3"}, {"max-scale": "2"}, (3, 2)),
+    ],
+    ids=["annotation-max-below-config-min", "annotation-min-above-config-max"],
+)
+def test_s1_3_min_max_check_compares_the_annotations_only(
+    annotations: dict[str, str], config: dict[str, str], bounds: tuple[int, int]
+) -> None:
+    resolved = scaling(annotations, 0, config)
+    assert (resolved.min_scale, resolved.max_scale) == bounds
+    # scaler.go applyBounds: the lower bound wins, so the revision runs min-scale instances.
+    kpa = KPA(resolved, 0.0)
+    run(kpa, [Feed(0, 60, 0), Decide(59, ready=1, desired=3)])
+
+
+def test_s1_3_activation_scale_is_checked_against_the_annotations_only() -> None:
+    # validateMinMaxScale: activation-scale 2 with the ConfigMap's min-scale 3 is valid.
+    assert scaling({"activation-scale": "2"}, 0, {"min-scale": "3"}).activation_scale == 2
+    # ... and with the ConfigMap's max-scale 1.
+    assert scaling({"activation-scale": "2"}, 0, {"max-scale": "1"}).activation_scale == 2
+
+
+def test_s1_3_min_above_max_names_both_annotations() -> None:
+    with pytest.raises(ConfigError) as info:
+        scaling({"min-scale": "3", "max-scale": "2"})
+    message = str(info.value)
+    assert A + "min-scale" in message
+    assert A + "max-scale" in message
+    assert "'3'" in message

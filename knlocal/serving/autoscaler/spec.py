@@ -384,6 +384,8 @@ class RevisionScaling:
         :return: the resolved settings.
         :raises ConfigError: naming the annotation, the value found and what was expected.
         """
+        # Long only because it names each of the spec's fields once; the reading and checking
+        # is in the helpers above.
         if container_concurrency < 0:
             raise invalid(
                 "spec.template.spec.containerConcurrency",

@@ -61,7 +61,6 @@ class Instance:
     started_at: float
     ready_at: float = 0.0
     active: int = 0
-    served: int = 0
     draining: bool = False
     log_path: Path | None = field(default=None)
 
@@ -145,7 +144,8 @@ class GunicornLauncher:
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 command,
-                env={**os.environ, **env, "PORT": str(port)},
+                # Only the computed environment, as the zygote's instances get (and a pod).
+                env={**env, "PORT": str(port)},
                 pass_fds=(listener.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -36,6 +36,8 @@ log = logging.getLogger("knlocal.serving")
 
 #: The activator's per-revision queue bound (knative-semantics.md §1.8).
 ACTIVATOR_QUEUE_DEPTH = 10_000
+#: Cold starts kept per revision for the status quantiles (the most recent ones).
+COLD_START_SAMPLES = 1000
 #: How long an instance may take to become ready (Knative's progress deadline is 600 s).
 READY_TIMEOUT_SECONDS = 60.0
 #: Hop-by-hop headers a proxy must not forward (RFC 9110 §7.6.1).
@@ -93,6 +95,7 @@ class RevisionStats:
     responses_503: int = 0
     responses_504: int = 0
     cold_starts: int = 0
+    #: The latest cold starts, at most :data:`COLD_START_SAMPLES`, oldest first.
     cold_start_seconds: list[float] = field(default_factory=list)
     desired: int = 0
     panic: bool = False
@@ -180,7 +183,6 @@ class Revision:
                 return await self._forward(instance, method, path_qs, headers, body, deadline)
             finally:
                 instance.active -= 1
-                instance.served += 1
                 async with self._capacity:
                     self._capacity.notify()
         finally:
@@ -304,6 +306,8 @@ class Revision:
         self.instances.append(instance)
         self.stats.cold_starts += 1
         self.stats.cold_start_seconds.append(instance.cold_start_seconds)
+        # Bounded: the quantiles are of the latest cold starts, not of the whole run.
+        del self.stats.cold_start_seconds[:-COLD_START_SAMPLES]
         log.info(
             "%s: instance on port %d ready in %.1f ms (%d ready)",
             self.service.name,

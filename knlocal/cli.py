@@ -11,13 +11,11 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from knlocal import burst
@@ -30,6 +28,12 @@ log = logging.getLogger("knlocal")
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `knlocal` command."""
+    try:
+        # The flags' defaults: the environment over the built-in defaults (knlocal/settings.py).
+        settings = Settings.from_env()
+    except LocalRuntimeError as exc:
+        print(f"knlocal: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(
         prog="knlocal",
         description="Run Knative Services, Brokers and Triggers from their manifests on one"
@@ -44,24 +48,43 @@ def main(argv: list[str] | None = None) -> int:
         " Services (at zero instances; they start on the first request). Every option also has"
         " an environment variable (in capitals) listed in the README.",
     )
+    s = settings
     run.add_argument(
-        "--broker", choices=BROKERS, help="broker backend (env BROKER; default inmemory)"
+        "--broker",
+        choices=BROKERS,
+        default=s.broker,
+        help="broker backend (env BROKER; %(default)s)",
     )
-    run.add_argument("--store", choices=STORES, help="store backend (env STORE; default sqlite)")
+    run.add_argument(
+        "--store", choices=STORES, default=s.store, help="store backend (env STORE; %(default)s)"
+    )
     run.add_argument(
         "--profile",
         choices=PROFILES,
+        default=s.profile,
         help="local: short autoscaling windows for a demo; knative: Knative's own"
-        " (env PROFILE; default local)",
+        " (env PROFILE; %(default)s)",
     )
-    run.add_argument("--manifests", help="folder with knative/, brokers/, triggers/ (default .)")
-    run.add_argument("--ingress-port", type=int, help="public API port (default 8080)")
-    run.add_argument("--broker-port", type=int, help="broker ingress port (default 8081)")
-    run.add_argument("--admin-port", type=int, help="/status and /metrics port (default 8082)")
-    run.add_argument("--data-dir", help="SQLite files and function logs (default .data)")
+    run.add_argument(
+        "--manifests",
+        default=s.manifests,
+        help="folder with knative/, brokers/, triggers/ (env MANIFESTS; %(default)s)",
+    )
+    run.add_argument(
+        "--ingress-port", type=int, default=s.ingress_port, help="public API port (%(default)s)"
+    )
+    run.add_argument(
+        "--broker-port", type=int, default=s.broker_port, help="broker ingress port (%(default)s)"
+    )
+    run.add_argument(
+        "--admin-port", type=int, default=s.admin_port, help="/status, /metrics port (%(default)s)"
+    )
+    run.add_argument(
+        "--data-dir", default=s.data_dir, help="SQLite files and function logs (%(default)s)"
+    )
     run.add_argument(
         "--faults",
-        default=os.environ.get("FAULTS") or None,
+        default=s.faults,
         help="a fault plan (YAML) to inject in the event path; see the README (env FAULTS)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log every scaling decision")
@@ -75,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--watch", action="store_true", help="refresh every second until Ctrl-C")
     status.add_argument("--json", action="store_true", help="print the raw JSON snapshot")
     status.add_argument(
-        "--admin", default=None, help="the runtime's admin address (default http://127.0.0.1:8082)"
+        "--admin",
+        default=f"http://{s.host}:{s.admin_port}",
+        help="the runtime's admin address (%(default)s)",
     )
 
     cluster_watch = commands.add_parser(
@@ -128,8 +153,9 @@ def _run(args: argparse.Namespace) -> int:
         broker_port=args.broker_port,
         admin_port=args.admin_port,
         data_dir=args.data_dir,
+        faults=args.faults,
     )
-    plan = faults.load(Path(args.faults)) if args.faults else None
+    plan = faults.load(settings.faults) if settings.faults else None
     asyncio.run(_serve(settings, plan))
     return 0
 
@@ -162,8 +188,7 @@ async def _serve(settings: Settings, plan: "faults.FaultPlan | None" = None) -> 
 
 
 def _status(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    admin = args.admin or f"http://{settings.host}:{settings.admin_port}"
+    admin = args.admin
     while True:
         try:
             with urllib.request.urlopen(f"{admin}/status", timeout=5) as response:

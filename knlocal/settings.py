@@ -58,6 +58,8 @@ class Settings:
     #: Seconds a client of any listener has to send its request headers, and again its body
     #: (env READ_TIMEOUT_SECONDS); also how long an idle keep-alive connection stays open.
     read_timeout: int = 60
+    #: A fault plan (YAML) to inject in the event path (env FAULTS); none by default.
+    faults: Path | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
         "broker": "BROKER",
@@ -76,6 +78,7 @@ class Settings:
         "wsgi_app": "KNLOCAL_WSGI_APP",
         "log_level": "LOG_LEVEL",
         "read_timeout": "READ_TIMEOUT_SECONDS",
+        "faults": "FAULTS",
     }
 
     @classmethod
@@ -121,6 +124,6 @@ def _convert(name: str, variable: str, raw: Any, kind: Any) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{variable} must be a whole number; found {raw!r}") from None
-    if kind in (Path, "Path"):
+    if kind in (Path, "Path", Path | None, "Path | None"):
         return Path(raw)
     return str(raw)

@@ -9,6 +9,14 @@ arithmetic is in the comment next to it.
 
 import pytest
 
+from knlocal.serving.autoscaler.metrics import (
+    LINEAR,
+    WEIGHTED_EXPONENTIAL,
+    LinearBuckets,
+    MaxTimeWindow,
+    WeightedBuckets,
+    window_buckets,
+)
 from knlocal.serving.autoscaler.scaler import KPA
 from tests.knlocal.serving.autoscaler.scenario import (
     Decide,
@@ -70,3 +78,44 @@ def test_s1_3_metric_aggregation_algorithm(
 ) -> None:
     kpa = KPA(scaling({"window": "6s", "metric-aggregation-algorithm": algorithm}), 0.0)
     run(kpa, [Feed(0, 1, value), Decide(at, ready=2, desired=desired, panic=False)])
+
+
+def test_max_time_window_forgets_values_older_than_its_duration() -> None:
+    # aggregation/max.TimeWindow with a 6-s window of 2-s buckets: 3 buckets. The 10 of bucket
+    # 0 counts until bucket 2 and falls out at bucket 3 (t=6).
+    window = MaxTimeWindow(6.0, 2.0)
+    for t, value in ((0.0, 10), (2.0, 1), (4.0, 1)):
+        window.record(t, value)
+    assert window.current() == 10
+    window.record(6.0, 1)
+    assert window.current() == 1
+
+
+def test_max_time_window_keeps_the_maximum_within_a_bucket() -> None:
+    window = MaxTimeWindow(6.0, 2.0)
+    window.record(0.0, 3)
+    window.record(1.0, 1)  # same 2-s bucket: the maximum, 3, stays
+    assert window.current() == 3
+
+
+def test_linear_buckets_average_over_the_window_and_ignore_older_samples() -> None:
+    # 6-s window, 6 buckets written with 6: average 6. A sample 6 s older than the newest
+    # bucket lies outside the window and is ignored (bucketing.go Record).
+    buckets = LinearBuckets(6.0)
+    for t in range(10, 16):
+        buckets.record(float(t), 6.0)
+    buckets.record(9.0, 100.0)
+    assert buckets.average(15.0) == 6.0
+    # A whole window later nothing is left to average.
+    assert buckets.is_empty(22.0)
+    assert buckets.average(22.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "kind"),
+    [(LINEAR, LinearBuckets), (WEIGHTED_EXPONENTIAL, WeightedBuckets)],
+)
+def test_window_buckets_follow_the_aggregation_algorithm(
+    algorithm: str, kind: type[LinearBuckets]
+) -> None:
+    assert type(window_buckets(algorithm, 60.0)) is kind

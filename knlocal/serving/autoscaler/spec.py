@@ -12,7 +12,7 @@ hpa.autoscaling.knative.dev`` raises :class:`~knlocal.errors.ConfigError` becaus
 runtime has no CPU/memory metrics (Knative would hand the revision to a Kubernetes HPA).
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from knlocal.errors import ConfigError
@@ -95,10 +95,13 @@ class _Annotations:
                 return key, self._annotations[key]
         return None
 
-    def number(self, name: str, rule: Rule, default: float) -> float:
-        """Read a decimal annotation checked by ``rule``, or ``default`` when absent.
+    def read(
+        self, name: str, parse: Callable[[str, str], float], rule: Rule, default: float
+    ) -> float:
+        """Read a number or duration annotation checked by ``rule``, or ``default`` if absent.
 
         :param name: the canonical name.
+        :param parse: :func:`parse_float` or :func:`parse_duration` (seconds).
         :param rule: the range rule.
         :param default: the value when the annotation is absent.
         :return: the value.
@@ -107,23 +110,7 @@ class _Annotations:
         if (found := self.get(name)) is None:
             return default
         key, raw = found
-        value = parse_float(key, raw)
-        rule.check(key, value, raw)
-        return value
-
-    def duration(self, name: str, rule: Rule, default: float) -> float:
-        """Read a duration annotation checked by ``rule``, or ``default`` when absent.
-
-        :param name: the canonical name.
-        :param rule: the range rule.
-        :param default: the value in seconds when the annotation is absent.
-        :return: the value in seconds.
-        :raises ConfigError: if the value does not parse or breaks the rule.
-        """
-        if (found := self.get(name)) is None:
-            return default
-        key, raw = found
-        value = parse_duration(key, raw)
+        value = parse(key, raw)
         rule.check(key, value, raw)
         return value
 
@@ -264,17 +251,62 @@ def _resolve_target(
         )
         utilization = defaults.container_concurrency_target_fraction
     if found.get("target") is not None:
-        annotated = found.number("target", TARGET, total)
+        annotated = found.read("target", parse_float, TARGET, total)
         # §1.4: a soft concurrency target cannot exceed the hard limit.
         total = annotated
         if metric == "concurrency" and container_concurrency > 0:
             total = min(annotated, float(container_concurrency))
     if found.get("target-utilization-percentage") is not None:
-        pct = found.number(
-            "target-utilization-percentage", ANNOTATION_TARGET_UTILIZATION_PERCENTAGE, 0.0
+        pct = found.read(
+            "target-utilization-percentage",
+            parse_float,
+            ANNOTATION_TARGET_UTILIZATION_PERCENTAGE,
+            0.0,
         )
         utilization = pct / 100.0
     return max(TARGET_MIN, total * utilization), total
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The decider's windows and panic threshold."""
+
+    #: Stable window in whole seconds.
+    stable_window: float
+    #: Panic window in whole seconds, at least 1.
+    panic_window: float
+    #: Panic threshold as a ratio (200 % -> 2.0).
+    panic_threshold: float
+
+
+def _resolve_windows(found: _Annotations, defaults: AutoscalerDefaults) -> Windows:
+    """Resolve the stable and panic windows and the panic threshold (§1.2, §1.3).
+
+    :param found: the annotations.
+    :param defaults: the ``config-autoscaler`` settings.
+    :return: the windows.
+    :raises ConfigError: for an invalid window, panic window or threshold annotation.
+    """
+    stable = found.read("window", parse_duration, STABLE_WINDOW, defaults.stable_window)
+    panic_pct = found.read(
+        "panic-window-percentage",
+        parse_float,
+        PANIC_WINDOW_PERCENTAGE,
+        defaults.panic_window_percentage,
+    )
+    threshold_pct = found.read(
+        "panic-threshold-percentage",
+        parse_float,
+        ANNOTATION_PANIC_THRESHOLD_PERCENTAGE,
+        defaults.panic_threshold_percentage,
+    )
+    return Windows(
+        stable_window=stable,
+        # §1.2: panic window = round(stable * pct / 100) seconds, at least one bucket; Go's
+        # Duration.Round rounds halves away from zero.
+        panic_window=max(float(BUCKET_SECONDS), round_half_away(stable * panic_pct / 100.0)),
+        panic_threshold=threshold_pct / 100.0,
+    )
 
 
 def _resolve_progress_deadline(annotations: Mapping[str, str]) -> float:
@@ -385,7 +417,7 @@ class RevisionScaling:
         :raises ConfigError: naming the annotation, the value found and what was expected.
         """
         # Long only because it names each of the spec's fields once; the reading and checking
-        # is in the helpers above.
+        # are in the helpers above.
         if container_concurrency < 0:
             raise invalid(
                 "spec.template.spec.containerConcurrency",
@@ -396,41 +428,36 @@ class RevisionScaling:
         _check_class(found, defaults)
         metric = _resolve_metric(found)
         target, total = _resolve_target(found, metric, container_concurrency, defaults)
-        stable_window = found.duration("window", STABLE_WINDOW, defaults.stable_window)
-        panic_pct = found.number(
-            "panic-window-percentage", PANIC_WINDOW_PERCENTAGE, defaults.panic_window_percentage
-        )
-        threshold_pct = found.number(
-            "panic-threshold-percentage",
-            ANNOTATION_PANIC_THRESHOLD_PERCENTAGE,
-            defaults.panic_threshold_percentage,
-        )
-        tbc = found.number(
-            "target-burst-capacity", TARGET_BURST_CAPACITY, defaults.target_burst_capacity
+        windows = _resolve_windows(found, defaults)
+        tbc = found.read(
+            "target-burst-capacity",
+            parse_float,
+            TARGET_BURST_CAPACITY,
+            defaults.target_burst_capacity,
         )
         bounds = _resolve_bounds(found, defaults)
         return cls(
             metric=metric,
             target=target,
             total_target=total,
-            stable_window=stable_window,
-            # §1.2: panic window = round(stable * pct / 100) seconds, at least one bucket;
-            # Go's Duration.Round rounds halves away from zero.
-            panic_window=max(
-                float(BUCKET_SECONDS), round_half_away(stable_window * panic_pct / 100.0)
-            ),
-            panic_threshold=threshold_pct / 100.0,
+            stable_window=windows.stable_window,
+            panic_window=windows.panic_window,
+            panic_threshold=windows.panic_threshold,
             target_burst_capacity=tbc,
             min_scale=bounds.min_scale,
             max_scale=bounds.max_scale,
             initial_scale=bounds.initial_scale,
             activation_scale=bounds.activation_scale,
-            scale_down_delay=found.duration(
-                "scale-down-delay", ANNOTATION_SCALE_DOWN_DELAY, defaults.scale_down_delay
+            scale_down_delay=found.read(
+                "scale-down-delay",
+                parse_duration,
+                ANNOTATION_SCALE_DOWN_DELAY,
+                defaults.scale_down_delay,
             ),
             scale_to_zero_grace_period=defaults.scale_to_zero_grace_period,
-            scale_to_zero_pod_retention_period=found.duration(
+            scale_to_zero_pod_retention_period=found.read(
                 "scale-to-zero-pod-retention-period",
+                parse_duration,
                 ANNOTATION_RETENTION,
                 defaults.scale_to_zero_pod_retention_period,
             ),

@@ -25,6 +25,9 @@ Trigger's consumer loses its partitions without committing and gets them back
 record handed over since the last commit, the hit one included, is delivered again, as real
 Kafka redelivers after a rebalance (knative-semantics.md §3.1: offsets committed only once
 handled). `knlocal status` counts the rebalances, and the records redelivered as `redelivered`.
+Two rebalances of one Trigger are at least `wait` seconds apart (default 1 s; a hit sooner is
+no hit): redelivered records are deliveries too, and a group that rebalanced faster than it
+commits (every 0.1 s) would never get ahead; Kafka's own rebalances are seconds apart.
 
 Trigger rules wrap the subscriber (a :class:`~knlocal.eventing.sender.Target`), so retries,
 replies and dead letters run as for a real failure; Broker rules wrap the ingress
@@ -35,6 +38,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,7 +101,7 @@ class Rule:
     status: int = 503
     window: int = 4
     #: `drop`: how long the dispatcher waits for the answer that never comes (at most its
-    #: request timeout).
+    #: request timeout). `rebalance`: the least time between two rebalances of the Trigger.
     wait: float = 1.0
 
 
@@ -242,6 +246,8 @@ class Injector:
         self.consumers: dict[str, Redelivering] = {}
         self._seen: Counter[tuple[str, int]] = Counter()
         self._rngs: dict[str, random.Random] = {}
+        #: When each Trigger's consumer last rebalanced (loop time), for `rebalance`'s `wait`.
+        self._rebalanced: dict[str, float] = {}
 
     def rng(self, name: str) -> random.Random:
         """The generator of one Trigger or Broker, seeded from the plan's seed and the name."""
@@ -258,6 +264,10 @@ class Injector:
                 hit = self._seen[(name, index)] % rule.every == 0
             else:
                 hit = rng.random() < (rule.probability or 0.0)
+            if hit and rule.kind == "rebalance":
+                now = time.monotonic()
+                hit = now - self._rebalanced.get(name, -rule.wait) >= rule.wait
+                self._rebalanced[name] = now if hit else self._rebalanced[name]
             if hit:
                 self.counts[(name, rule.kind)] += 1
                 log.warning("fault %s injected at %s on event %s", rule.kind, name, event_id)

@@ -233,3 +233,13 @@ def test_rebalance_expects_the_kafka_backend(tmp_path: Path) -> None:
         faulty.attach(subscription)
     plain, _, _ = target(tmp_path, "[{kind: drop, every: 3}]")
     plain.attach(subscription)  # no rebalance rule: any backend
+
+
+def test_two_rebalances_of_a_trigger_are_wait_seconds_apart(tmp_path: Path) -> None:
+    """Redelivered records are deliveries too: without the gap a group never gets ahead."""
+    plan = load(plan_file(tmp_path, "triggers:\n  default/t: [{kind: rebalance, every: 1}]\n"))
+    injector = Injector(plan)
+    rules = plan.triggers["default/t"]
+    hits = [injector.pick("default/t", rules, str(i)) for i in range(5)]
+    assert [hit is not None for hit in hits] == [True, False, False, False, False]
+    assert injector.snapshot() == {"default/t": {"rebalance": 1}}

@@ -257,6 +257,9 @@ class Runtime:
         rules = self.faults.plan.triggers.get(name) if self.faults else None
         if self.faults is not None and rules:
             subscriber = FaultyTarget(subscriber, name, rules, self.faults)
+        subscription = await broker.backend.subscribe(group, ordered=trigger.ordered)
+        if isinstance(subscriber, FaultyTarget):
+            subscriber.attach(subscription)
         return TriggerDispatcher(
             name=name,
             namespace=trigger.namespace,
@@ -265,7 +268,7 @@ class Runtime:
             delivery=delivery,
             subscriber=subscriber,
             dead_letter=dead_letter,
-            subscription=await broker.backend.subscribe(group, ordered=trigger.ordered),
+            subscription=subscription,
             reply=BrokerTarget(broker, broker_url),
             ordered=trigger.ordered,
         )

@@ -28,7 +28,8 @@ from functools import partial
 from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.classes import BrokerClass
-from knlocal.eventing.delivery import DeliverySpec, dead_letter_extensions
+from knlocal.eventing.deadletter import dead_letter_extensions
+from knlocal.eventing.delivery import DeliverySpec
 from knlocal.eventing.events import (
     BaseCloudEvent,
     IncompleteEvent,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from knlocal.eventing.classes import BrokerClass
-from knlocal.eventing.delivery import DeliverySpec, backoff_seconds, is_retryable, is_success
+from knlocal.eventing.delivery import DeliverySpec
+from knlocal.eventing.retries import backoff_seconds, is_retryable, is_success
 
 log = logging.getLogger("knlocal.eventing")
 

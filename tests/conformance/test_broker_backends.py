@@ -44,9 +44,10 @@ from knlocal.eventing.classes import (
     RABBITMQ_BROKER,
     BrokerClass,
 )
-from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec, backoff_seconds
+from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.filters import build_trigger_filter
+from knlocal.eventing.retries import backoff_seconds
 from knlocal.manifests import Broker
 from knlocal.runtime import HttpTarget
 from knlocal.settings import Settings

@@ -398,6 +398,12 @@ class KafkaSubscription(Subscription):
         self._partitions: dict[TopicPartition, _PartitionState] = {}
         self._epoch = 0
         self._unacked = 0
+        #: Rewinds asked by :meth:`redeliver_uncommitted`, for the poll thread to do.
+        self._rewinds: queue.SimpleQueue[asyncio.Future[int]] = queue.SimpleQueue()
+        #: Per partition, the offset a rewind went back from: records below it come again.
+        self._redeliver_below: dict[TopicPartition, int] = {}
+        #: Records handed over again after a rewind (the `rebalance` fault's count).
+        self.redelivered = 0
         self._consumer: KafkaConsumer | None = None
         self._thread: threading.Thread | None = None
 
@@ -453,6 +459,22 @@ class KafkaSubscription(Subscription):
             await asyncio.to_thread(self._thread.join)
         self.backend._subscriptions.discard(self)
 
+    async def redeliver_uncommitted(self) -> int:
+        """Act out a rebalance in which this member loses its partitions and gets them back.
+
+        The fault hook of `rebalance` (knlocal/eventing/faults.py). As after a member missed
+        its session (`on_partitions_lost`, §3.1), nothing more is committed: the poll thread
+        seeks every assigned partition back to its last committed offset, so each record
+        handed over since, acknowledged or not, is delivered again; acknowledgements of the
+        records handed over before are void.
+
+        :return: how many records the rewind puts back (each comes again).
+        """
+        done: asyncio.Future[int] = self._loop.create_future()
+        self._rewinds.put(done)
+        self._acked.set()  # wakes a poll thread waiting out backpressure
+        return await done
+
     # -- the poll thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -461,6 +483,7 @@ class KafkaSubscription(Subscription):
         next_commit = 0.0
         while not self._stopping.is_set():
             try:
+                self._serve_rewinds(consumer)
                 offsets = self._apply_acks()
                 if offsets and time.monotonic() >= next_commit:
                     next_commit = time.monotonic() + COMMIT_INTERVAL_SECONDS
@@ -494,6 +517,21 @@ class KafkaSubscription(Subscription):
         except KafkaError as exc:
             log.warning("%s: closing the Kafka consumer failed: %s", self.group, exc)
 
+    def _serve_rewinds(self, consumer: KafkaConsumer) -> None:
+        """Do the rewinds :meth:`redeliver_uncommitted` asked for (on the poll thread)."""
+        while True:
+            try:
+                done = self._rewinds.get_nowait()
+            except queue.Empty:
+                return
+            rewound = 0
+            for tp, state in self._forget(consumer.assignment()).items():
+                with contextlib.suppress(ValueError):  # revoked meanwhile: its owner redelivers
+                    consumer.seek(tp, state.committed)
+                    self._redeliver_below[tp] = state.next_offset
+                    rewound += state.next_offset - state.committed
+            self._loop.call_soon_threadsafe(_resolve, done, rewound)
+
     def _hand_over(self, records: Mapping[TopicPartition, list[Any]]) -> None:
         """Decode records and queue them for the loop, tracking each as pending."""
         decoded: list[tuple[TopicPartition, int, BaseCloudEvent | None]] = []
@@ -508,6 +546,8 @@ class KafkaSubscription(Subscription):
                     log.warning("%s: skipping %s offset %d: %s", self.group, tp, record.offset, exc)
                     event = None
                 decoded.append((tp, record.offset, event))
+                if record.offset < self._redeliver_below.get(tp, -1):
+                    self.redelivered += 1
         received = []
         with self._lock:
             for tp, offset, event in decoded:
@@ -581,12 +621,23 @@ class KafkaSubscription(Subscription):
         self, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         """Forget revoked partitions; return their offsets that can still be committed."""
+        return self._committable(self._forget(partitions))
+
+    def _forget(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, _PartitionState]:
+        """Drop the state of `partitions` (a new epoch voids their pending acks); return it."""
         with self._lock:
             self._take_acks()
             self._epoch += 1
-            released = {tp: s for tp in partitions if (s := self._partitions.pop(tp, None))}
-            self._unacked -= sum(len(s.pending) for s in released.values())
-            return self._committable(released)
+            forgotten = {tp: s for tp in partitions if (s := self._partitions.pop(tp, None))}
+            self._unacked -= sum(len(s.pending) for s in forgotten.values())
+            return forgotten
+
+
+def _resolve(future: "asyncio.Future[int]", value: int) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class _CommitOnRevoke(AsyncConsumerRebalanceListener):  # type: ignore[misc]

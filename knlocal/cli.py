@@ -24,6 +24,7 @@ from knlocal import burst
 from knlocal.errors import LocalRuntimeError
 from knlocal.eventing import faults
 from knlocal.settings import BROKERS, PROFILES, STORES, Settings
+from knlocal.tables import table
 
 log = logging.getLogger("knlocal")
 
@@ -218,7 +219,7 @@ def render(snapshot: dict[str, Any]) -> str:
         )
         for name, s in snapshot["services"].items()
     ]
-    lines += [*_table(header, rows), ""]
+    lines += [*table(header, rows), ""]
     header = (
         "TRIGGER",
         "RECEIVED",
@@ -242,20 +243,14 @@ def render(snapshot: dict[str, Any]) -> str:
         )
         for name, t in snapshot["triggers"].items()
     ]
-    lines += _table(header, rows)
+    lines += table(header, rows)
     injected = snapshot.get("faults")
     if injected is not None:
         rows = [
             (name, kind, count) for name, kinds in injected.items() for kind, count in kinds.items()
         ]
-        lines += ["", *_table(("FAULTS AT", "KIND", "INJECTED"), rows)]
+        lines += ["", *table(("FAULTS AT", "KIND", "INJECTED"), rows)]
     return "\n".join(lines)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
-    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER, RABBITMQ_BROKER
 from knlocal.eventing.events import encode_binary
-from knlocal.manifests import Broker
+from knlocal.apis.eventing import Broker
 from knlocal.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"

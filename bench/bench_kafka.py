@@ -42,7 +42,7 @@ from knlocal.burst import Burst, BurstConfig, machine_info, run_burst, summarize
 from knlocal.eventing.backends.kafka import LINGER_MS, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.eventing.events import encode_kafka
-from knlocal.manifests import Broker
+from knlocal.apis.eventing import Broker
 from knlocal.settings import Settings
 from tests.knlocal.eventing.backends.kafka_server import ROOT, PrivateKafka, RuntimeProcess
 

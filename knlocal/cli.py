@@ -24,6 +24,7 @@ from knlocal import burst
 from knlocal.errors import LocalRuntimeError
 from knlocal.eventing import faults
 from knlocal.settings import BROKERS, PROFILES, STORES, Settings
+from knlocal.status import StatusSnapshot
 from knlocal.tables import table
 
 log = logging.getLogger("knlocal")
@@ -175,7 +176,11 @@ def _status(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        text = json.dumps(snapshot, indent=2) if args.json else render(snapshot)
+        text = (
+            json.dumps(snapshot, indent=2)
+            if args.json
+            else render(StatusSnapshot.from_json(snapshot))
+        )
         if args.watch:
             print("\x1b[2J\x1b[H" + text, flush=True)
             try:
@@ -187,9 +192,9 @@ def _status(args: argparse.Namespace) -> int:
             return 0
 
 
-def render(snapshot: dict[str, Any]) -> str:
-    """The status snapshot as two aligned tables."""
-    lines = [f"broker backend: {snapshot['broker_backend']}   store: {snapshot['store']}", ""]
+def render(snapshot: StatusSnapshot) -> str:
+    """The status snapshot as two aligned tables (and a third of injected faults)."""
+    lines = [f"broker backend: {snapshot.broker_backend}   store: {snapshot.store}", ""]
     header: tuple[str, ...] = (
         "SERVICE",
         "READY",
@@ -206,18 +211,18 @@ def render(snapshot: dict[str, Any]) -> str:
     rows: list[tuple[Any, ...]] = [
         (
             name,
-            s["ready"],
-            s["desired"],
-            s["in_flight"],
-            s["requests_per_second"],
-            s["requests"],
-            s["cold_starts"],
-            f"{s['cold_start_ms_p50']} ms" if s["cold_start_ms_p50"] else "-",
-            "yes" if s["panic"] else "no",
-            s["responses_503"],
-            s["responses_504"],
+            s.ready,
+            s.desired,
+            s.in_flight,
+            s.requests_per_second,
+            s.requests,
+            s.cold_starts,
+            f"{s.cold_start_ms_p50} ms" if s.cold_start_ms_p50 else "-",
+            "yes" if s.panic else "no",
+            s.responses_503,
+            s.responses_504,
         )
-        for name, s in snapshot["services"].items()
+        for name, s in snapshot.services.items()
     ]
     lines += [*table(header, rows), ""]
     header = (
@@ -233,21 +238,22 @@ def render(snapshot: dict[str, Any]) -> str:
     rows = [
         (
             name,
-            t["received"],
-            t["delivered"],
-            t["retried"],
-            t["dead_lettered"],
-            t["dropped"],
-            t["in_flight"],
-            t.get("backlog", "-"),
+            t.received,
+            t.delivered,
+            t.retried,
+            t.dead_lettered,
+            t.dropped,
+            t.in_flight,
+            "-" if t.backlog is None else t.backlog,
         )
-        for name, t in snapshot["triggers"].items()
+        for name, t in snapshot.triggers.items()
     ]
     lines += table(header, rows)
-    injected = snapshot.get("faults")
-    if injected is not None:
+    if snapshot.faults is not None:
         rows = [
-            (name, kind, count) for name, kinds in injected.items() for kind, count in kinds.items()
+            (name, kind, count)
+            for name, kinds in snapshot.faults.items()
+            for kind, count in kinds.items()
         ]
         lines += ["", *table(("FAULTS AT", "KIND", "INJECTED"), rows)]
     return "\n".join(lines)

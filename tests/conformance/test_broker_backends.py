@@ -47,7 +47,7 @@ from knlocal.eventing.classes import (
 from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec, backoff_seconds
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.filters import build_trigger_filter
-from knlocal.manifests import Broker
+from knlocal.apis.eventing import Broker
 from knlocal.runtime import HttpTarget
 from knlocal.settings import Settings
 from tests.knlocal.eventing.backends.broker_servers import (

@@ -16,7 +16,7 @@ from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
 from knlocal.eventing.broker import RunningBroker, ingress_app
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.filters import FilterResult, build_trigger_filter
-from knlocal.manifests import Broker
+from knlocal.apis.eventing import Broker
 from knlocal.settings import Settings
 
 TYPE = "dev.knuser.user.created.v1"

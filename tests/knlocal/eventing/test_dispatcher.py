@@ -27,7 +27,7 @@ from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, Brok
 from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec
 from knlocal.eventing.dispatcher import TriggerDispatcher, TriggerStats
 from knlocal.eventing.filters import build_trigger_filter
-from knlocal.manifests import Broker
+from knlocal.apis.eventing import Broker
 from knlocal.runtime import HttpTarget
 from knlocal.settings import Settings
 

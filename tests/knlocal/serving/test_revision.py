@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from knlocal.manifests import KnativeService
+from knlocal.apis.serving import KnativeService
 from knlocal.serving.revision import ACTIVATOR_QUEUE_DEPTH, Response, Revision
 from knlocal.serving.scaling import KPA, AutoscalerDefaults, RevisionScaling
 from knlocal.serving.zygote import ForkLauncher

@@ -14,7 +14,7 @@ from knlocal.eventing.classes import (
     RABBITMQ_BROKER,
     BrokerClass,
 )
-from knlocal.manifests import Broker
+from knlocal.apis.eventing import Broker
 from knlocal.settings import Settings
 
 SETTINGS = Settings()

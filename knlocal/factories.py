@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from knlocal.apis.eventing import Broker, Trigger
 from knlocal.apis.serving import KnativeService
 from knlocal.eventing.backends import registry as backends
+from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.broker import BrokerTarget, RunningBroker
 from knlocal.eventing.delivery import effective_delivery
 from knlocal.eventing.dispatcher import TriggerDispatcher
@@ -45,6 +46,13 @@ async def open_broker(
     """
     backend = backends.create(broker, config, settings)
     await backend.open()
+    return running_broker(broker, backend, faults)
+
+
+def running_broker(
+    broker: Broker, backend: BrokerBackend, faults: Injector | None = None
+) -> RunningBroker:
+    """`broker` over an opened `backend`, under the fault plan's rules for it if any."""
     running = RunningBroker(broker, backend)
     rules = faults.plan.brokers.get(broker.key) if faults is not None else None
     if faults is not None and rules:

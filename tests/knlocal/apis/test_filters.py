@@ -1,11 +1,13 @@
 """knlocal.apis.filters: a Trigger's filters decoded and validated as Knative's API server and
 webhook do (knative-semantics.md §2.3, EVENTING `trigger_validation.go`)."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from knlocal.apis.filters import FilterElement, TriggerFilters, decode_filters, parse_filters
+from knlocal.apis.loader import build
 from knlocal.errors import ManifestError
 
 
@@ -137,3 +139,41 @@ def test_s2_3_validation_reports_every_problem() -> None:
     assert "spec.filter.attributes: invalid attribute name(s) ['Bad']" in message
     assert "spec.filters[0].exact: invalid attribute name(s) ['B']" in message
     assert "spec.filters[1]: multiple dialects found" in message
+
+
+# --- cesql is compiled when read ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (dialects({"cesql": "type = "}), r"spec\.filters\[0\]\.cesql: .* at position 8"),
+        (
+            dialects({"not": {"cesql": "type LIKE 1"}}),
+            r"spec\.filters\[0\]\.not\.cesql: .*position 11",
+        ),
+        # The official lexer glues a sign to digits: `4-1` is two integers (CESQLLexer.g4).
+        (dialects({"all": [{"cesql": "4-1 = 3"}]}), r"spec\.filters\[0\]\.all\[0\]\.cesql"),
+        (dialects({"cesql": "2147483648 > 1"}), r"32-bit"),
+    ],
+    ids=["incomplete", "like-needs-a-string", "glued-sign", "integer-out-of-range"],
+)
+def test_s2_3_cesql_syntax_error_is_refused(spec: dict[str, Any], message: str) -> None:
+    """A `cesql` that does not parse is refused when read, naming the field and position."""
+    with pytest.raises(ManifestError, match=message):
+        decode_filters(spec)
+
+
+def test_s2_3_cesql_syntax_error_stops_manifest_load() -> None:
+    """At start-up the error names the file, the Trigger and the position."""
+    trigger = {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Trigger",
+        "metadata": {"name": "on-created"},
+        "spec": {"broker": "default", "filters": [{"cesql": "type = 'a' AND"}]},
+    }
+    message = (
+        r"triggers\.yaml: Trigger default/on-created: spec\.filters\[0\]\.cesql: .*position 15"
+    )
+    with pytest.raises(ManifestError, match=message):
+        build([(Path("triggers.yaml"), trigger)])

@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 import yaml
 
+from knlocal.apis.loader import build, load
+from knlocal.apis.networking import Route
 from knlocal.errors import ManifestError
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.delivery import DeliverySpec, Destination, ObjectRef
-from knlocal.apis.loader import build, load
-from knlocal.apis.networking import Route
 from knlocal.serving.scaling import AutoscalerDefaults, RevisionScaling
 from knlocal.settings import Settings
 
@@ -199,7 +199,11 @@ def binding(subject: str, sink_broker: str = "default") -> tuple[Path, dict[str,
         "spec": {
             "subject": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": subject},
             "sink": {
-                "ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": sink_broker}
+                "ref": {
+                    "apiVersion": "eventing.knative.dev/v1",
+                    "kind": "Broker",
+                    "name": sink_broker,
+                }
             },
         },
     }

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from knlocal.apis.serving import KnativeService
+from knlocal.apis.serving import Container, KnativeService, RevisionTemplate
 from knlocal.serving.revision import ACTIVATOR_QUEUE_DEPTH, Response, Revision
 from knlocal.serving.scaling import KPA, AutoscalerDefaults, RevisionScaling
 from knlocal.serving.zygote import ForkLauncher
@@ -46,14 +46,15 @@ async def running_revision(
     service = KnativeService(
         name="sleeper",
         namespace="default",
-        annotations={f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()},
-        container_concurrency=cc,
-        timeout_seconds=timeout_seconds,
-        env={},
-        image="test",
+        template=RevisionTemplate(
+            annotations={f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()},
+            container_concurrency=cc,
+            timeout_seconds=timeout_seconds,
+            container=Container(image="test"),
+        ),
     )
     scaling = RevisionScaling.resolve(
-        service.annotations, cc, AutoscalerDefaults.from_configmap(CONFIG)
+        service.template.annotations, cc, AutoscalerDefaults.from_configmap(CONFIG)
     )
     async with aiohttp.ClientSession() as session:
         launcher = ForkLauncher(WSGI_APP, "127.0.0.1", log_dir, session)

@@ -23,11 +23,11 @@ from cloudevents.core.v1.event import CloudEvent
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError, ConfigError
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.backends.kafka import MAX_UNACKED, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
-from knlocal.apis.eventing import Broker
 from knlocal.settings import Settings
 from tests.knlocal.eventing.backends.kafka_server import drop, free_port, require_kafka
 

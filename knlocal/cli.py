@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from knlocal import burst
 from knlocal.errors import LocalRuntimeError
@@ -195,20 +194,44 @@ def _status(args: argparse.Namespace) -> int:
 def render(snapshot: StatusSnapshot) -> str:
     """The status snapshot as two aligned tables (and a third of injected faults)."""
     lines = [f"broker backend: {snapshot.broker_backend}   store: {snapshot.store}", ""]
-    header: tuple[str, ...] = (
-        "SERVICE",
-        "READY",
-        "DESIRED",
-        "IN-FLIGHT",
-        "REQ/S",
-        "REQUESTS",
-        "COLD",
-        "COLD-P50",
-        "PANIC",
-        "503",
-        "504",
-    )
-    rows: list[tuple[Any, ...]] = [
+    lines += [*_services_table(snapshot), "", *_triggers_table(snapshot)]
+    if snapshot.faults is not None:
+        rows = [
+            (name, kind, count)
+            for name, kinds in snapshot.faults.items()
+            for kind, count in kinds.items()
+        ]
+        lines += ["", *table(("FAULTS AT", "KIND", "INJECTED"), rows)]
+    return "\n".join(lines)
+
+
+SERVICE_HEADER = (
+    "SERVICE",
+    "READY",
+    "DESIRED",
+    "IN-FLIGHT",
+    "REQ/S",
+    "REQUESTS",
+    "COLD",
+    "COLD-P50",
+    "PANIC",
+    "503",
+    "504",
+)
+TRIGGER_HEADER = (
+    "TRIGGER",
+    "RECEIVED",
+    "DELIVERED",
+    "RETRIED",
+    "DEAD-LETTERED",
+    "DROPPED",
+    "IN-FLIGHT",
+    "BACKLOG",
+)
+
+
+def _services_table(snapshot: StatusSnapshot) -> list[str]:
+    rows = [
         (
             name,
             s.ready,
@@ -224,17 +247,10 @@ def render(snapshot: StatusSnapshot) -> str:
         )
         for name, s in snapshot.services.items()
     ]
-    lines += [*table(header, rows), ""]
-    header = (
-        "TRIGGER",
-        "RECEIVED",
-        "DELIVERED",
-        "RETRIED",
-        "DEAD-LETTERED",
-        "DROPPED",
-        "IN-FLIGHT",
-        "BACKLOG",
-    )
+    return table(SERVICE_HEADER, rows)
+
+
+def _triggers_table(snapshot: StatusSnapshot) -> list[str]:
     rows = [
         (
             name,
@@ -248,15 +264,7 @@ def render(snapshot: StatusSnapshot) -> str:
         )
         for name, t in snapshot.triggers.items()
     ]
-    lines += table(header, rows)
-    if snapshot.faults is not None:
-        rows = [
-            (name, kind, count)
-            for name, kinds in snapshot.faults.items()
-            for kind, count in kinds.items()
-        ]
-        lines += ["", *table(("FAULTS AT", "KIND", "INJECTED"), rows)]
-    return "\n".join(lines)
+    return table(TRIGGER_HEADER, rows)
 
 
 if __name__ == "__main__":

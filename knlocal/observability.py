@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from knlocal.edge import json_error
 from knlocal.sources import ping
-from knlocal.status import snapshot
+from knlocal.status import StatusSnapshot, snapshot
 
 if TYPE_CHECKING:
     from knlocal.runtime import Runtime
@@ -24,79 +24,91 @@ class _Collector:
         self.runtime = runtime
 
     def collect(self) -> Any:
-        snap = snapshot(self.runtime)
-        gauges = {
-            "ready": "Ready instances",
-            "desired": "Instances the autoscaler wants",
-            "in_flight": "Requests in the revision (held or served)",
-        }
-        for key, help_text in gauges.items():
-            family = GaugeMetricFamily(f"knlocal_service_{key}", help_text, labels=["service"])
-            for name, svc in snap.services.items():
-                family.add_metric([name], getattr(svc, key))
-            yield family
-        panic = GaugeMetricFamily("knlocal_service_panic", "1 in panic mode", labels=["service"])
+        yield from metric_families(snapshot(self.runtime))
+
+
+def metric_families(snap: StatusSnapshot) -> Any:
+    """The Prometheus metric families of a status snapshot, as `/metrics` serves them."""
+    yield from _service_metrics(snap)
+    yield from _trigger_metrics(snap)
+
+
+def _service_metrics(snap: StatusSnapshot) -> Any:
+    """The gauges and counters of each Knative Service."""
+    gauges = {
+        "ready": "Ready instances",
+        "desired": "Instances the autoscaler wants",
+        "in_flight": "Requests in the revision (held or served)",
+    }
+    for key, help_text in gauges.items():
+        family = GaugeMetricFamily(f"knlocal_service_{key}", help_text, labels=["service"])
         for name, svc in snap.services.items():
-            panic.add_metric([name], 1 if svc.panic else 0)
-        yield panic
-        for key in ("requests", "cold_starts", "responses_503", "responses_504"):
-            counter = CounterMetricFamily(
-                f"knlocal_service_{key}", key.replace("_", " "), labels=["service"]
-            )
-            for name, svc in snap.services.items():
-                counter.add_metric([name], getattr(svc, key))
-            yield counter
-        cold = GaugeMetricFamily(
-            "knlocal_service_cold_start_seconds_last",
-            "Duration of the last cold start",
-            labels=["service"],
-        )
-        quantiles = GaugeMetricFamily(
-            "knlocal_service_cold_start_seconds",
-            "Cold start (process start to first response served), by quantile",
-            labels=["service", "quantile"],
+            family.add_metric([name], getattr(svc, key))
+        yield family
+    panic = GaugeMetricFamily("knlocal_service_panic", "1 in panic mode", labels=["service"])
+    for name, svc in snap.services.items():
+        panic.add_metric([name], 1 if svc.panic else 0)
+    yield panic
+    for key in ("requests", "cold_starts", "responses_503", "responses_504"):
+        counter = CounterMetricFamily(
+            f"knlocal_service_{key}", key.replace("_", " "), labels=["service"]
         )
         for name, svc in snap.services.items():
-            if svc.cold_start_ms_last is not None:
-                cold.add_metric([name], svc.cold_start_ms_last / 1000)
-            for value, quantile in (
-                (svc.cold_start_ms_p50, "0.5"),
-                (svc.cold_start_ms_p99, "0.99"),
-            ):
-                if value is not None:
-                    quantiles.add_metric([name, quantile], value / 1000)
-        yield cold
-        yield quantiles
-        for key in ("received", "delivered", "retried", "dead_lettered", "dropped"):
-            counter = CounterMetricFamily(
-                f"knlocal_trigger_{key}", f"Events {key}", labels=["trigger"]
-            )
-            for name, trig in snap.triggers.items():
-                counter.add_metric([name], getattr(trig, key))
-            yield counter
-        in_flight = GaugeMetricFamily(
-            "knlocal_trigger_in_flight", "Deliveries in progress", labels=["trigger"]
-        )
-        backlog = GaugeMetricFamily(
-            "knlocal_trigger_backlog",
-            "Events accepted by the broker that the trigger has not finished (queued or in flight)",
-            labels=["trigger"],
-        )
+            counter.add_metric([name], getattr(svc, key))
+        yield counter
+    cold = GaugeMetricFamily(
+        "knlocal_service_cold_start_seconds_last",
+        "Duration of the last cold start",
+        labels=["service"],
+    )
+    quantiles = GaugeMetricFamily(
+        "knlocal_service_cold_start_seconds",
+        "Cold start (process start to first response served), by quantile",
+        labels=["service", "quantile"],
+    )
+    for name, svc in snap.services.items():
+        if svc.cold_start_ms_last is not None:
+            cold.add_metric([name], svc.cold_start_ms_last / 1000)
+        for value, quantile in (
+            (svc.cold_start_ms_p50, "0.5"),
+            (svc.cold_start_ms_p99, "0.99"),
+        ):
+            if value is not None:
+                quantiles.add_metric([name, quantile], value / 1000)
+    yield cold
+    yield quantiles
+
+
+def _trigger_metrics(snap: StatusSnapshot) -> Any:
+    """The counters and gauges of each Trigger, and the faults injected."""
+    for key in ("received", "delivered", "retried", "dead_lettered", "dropped"):
+        counter = CounterMetricFamily(f"knlocal_trigger_{key}", f"Events {key}", labels=["trigger"])
         for name, trig in snap.triggers.items():
-            in_flight.add_metric([name], trig.in_flight)
-            if trig.backlog is not None:
-                backlog.add_metric([name], trig.backlog)
-        yield in_flight
-        yield backlog
-        faults = CounterMetricFamily(
-            "knlocal_faults_injected",
-            "Faults injected by the fault plan (knlocal run --faults), per Trigger or Broker",
-            labels=["target", "kind"],
-        )
-        for name, kinds in (snap.faults or {}).items():
-            for kind, count in kinds.items():
-                faults.add_metric([name, kind], count)
-        yield faults
+            counter.add_metric([name], getattr(trig, key))
+        yield counter
+    in_flight = GaugeMetricFamily(
+        "knlocal_trigger_in_flight", "Deliveries in progress", labels=["trigger"]
+    )
+    backlog = GaugeMetricFamily(
+        "knlocal_trigger_backlog",
+        "Events accepted by the broker that the trigger has not finished (queued or in flight)",
+        labels=["trigger"],
+    )
+    for name, trig in snap.triggers.items():
+        in_flight.add_metric([name], trig.in_flight)
+        if trig.backlog is not None:
+            backlog.add_metric([name], trig.backlog)
+    yield in_flight
+    yield backlog
+    faults = CounterMetricFamily(
+        "knlocal_faults_injected",
+        "Faults injected by the fault plan (knlocal run --faults), per Trigger or Broker",
+        labels=["target", "kind"],
+    )
+    for name, kinds in (snap.faults or {}).items():
+        for kind, count in kinds.items():
+            faults.add_metric([name, kind], count)
+    yield faults
 
 
 def metrics_app(runtime: "Runtime") -> web.Application:

@@ -7,6 +7,7 @@ its keys, so a change to one side shows here.
 import json
 
 from knlocal.cli import render
+from knlocal.observability import metric_families
 from knlocal.status import ServiceStatus, StatusSnapshot, TriggerStatus
 
 SERVICE = ServiceStatus(
@@ -79,3 +80,19 @@ def test_knlocal_status_renders_the_typed_snapshot() -> None:
     trigger_row = next(line for line in lines if line.startswith("default/user-create"))
     assert trigger_row.split()[1:] == ["10", "6", "3", "1", "0", "1", "-"]
     assert lines[-1].split() == ["default/t", "drop", "2"]
+
+
+def test_metrics_export_the_same_snapshot() -> None:
+    """`/metrics` reads the typed snapshot: gauges, counters and cold-start quantiles."""
+    faulty = StatusSnapshot(**{**vars(SNAPSHOT), "faults": {"default/t": {"drop": 2}}})
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.values()))): sample.value
+        for family in metric_families(faulty)
+        for sample in family.samples
+    }
+    assert samples[("knlocal_service_ready", ("user-create",))] == 2
+    assert samples[("knlocal_service_panic", ("user-create",))] == 1
+    assert samples[("knlocal_service_cold_start_seconds", ("0.99", "user-create"))] == 0.09
+    assert samples[("knlocal_trigger_dead_lettered_total", ("default/user-create",))] == 1
+    assert ("knlocal_trigger_backlog", ("default/user-create",)) not in samples
+    assert samples[("knlocal_faults_injected_total", ("default/t", "drop"))] == 2

@@ -72,6 +72,20 @@ def load(settings: Settings) -> System:
     return build(read_documents(files))
 
 
+#: The kinds the runtime runs (`apiVersion/kind`); the others are skipped.
+_RUN_KINDS = frozenset(
+    {
+        "serving.knative.dev/v1/Service",
+        "eventing.knative.dev/v1/Broker",
+        "eventing.knative.dev/v1/Trigger",
+        "sources.knative.dev/v1/SinkBinding",
+        "sources.knative.dev/v1/PingSource",
+        "networking.istio.io/v1/VirtualService",
+        "v1/ConfigMap",
+    }
+)
+
+
 @dataclass
 class _Parsed:
     """What `build` has read so far, and the file of each object that refers to others."""
@@ -89,6 +103,8 @@ class _Parsed:
 
     def add(self, meta: ObjectMeta, document: Mapping[str, Any]) -> None:
         kind = f"{document.get('apiVersion', '')}/{meta.kind}"
+        if kind not in _RUN_KINDS:
+            return  # e.g. a RabbitmqBrokerConfig: the cluster's, not the runtime's
         spec = mapping(document.get("spec"), f"{meta.where}: spec")
         if kind == "serving.knative.dev/v1/Service":
             self.services[meta.name] = parse_service(meta, spec)

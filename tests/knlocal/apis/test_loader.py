@@ -161,6 +161,14 @@ def service(name: str = "a", containers: int = 1) -> tuple[Path, dict[str, Any]]
     }
 
 
+def service_template(
+    spec: dict[str, Any], metadata: dict[str, Any] | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Knative Service a with `spec` (and `metadata`) in its revision template; one container."""
+    template = {"spec": {"containers": [{"image": "i"}], **spec}, "metadata": metadata or {}}
+    return SERVICE_FILE, {**service()[1], "spec": {"template": template}}
+
+
 def broker() -> tuple[Path, dict[str, Any]]:
     """A Broker document."""
     return BROKER_FILE, {
@@ -383,57 +391,26 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
     ),
     (
         "service-container-concurrency-out-of-range",
-        [
-            (
-                SERVICE_FILE,
-                {
-                    **service()[1],
-                    "spec": {
-                        "template": {
-                            "spec": {"containerConcurrency": 1001, "containers": [{"image": "i"}]}
-                        }
-                    },
-                },
-            )
-        ],
+        [service_template({"containerConcurrency": 1001})],
         SERVICE_FILE,
         "Service default/a: spec.template.spec.containerConcurrency: expected an integer from 0"
         " to 1000, found int 1001",
     ),
     (
         "service-timeout-beyond-the-maximum",
-        [
-            (
-                SERVICE_FILE,
-                {
-                    **service()[1],
-                    "spec": {
-                        "template": {
-                            "spec": {"timeoutSeconds": "30", "containers": [{"image": "i"}]}
-                        }
-                    },
-                },
-            )
-        ],
+        [service_template({"timeoutSeconds": 601})],
+        SERVICE_FILE,
+        "spec.template.spec.timeoutSeconds: expected an integer from 0 to 600, found int 601",
+    ),
+    (
+        "service-timeout-not-an-integer",
+        [service_template({"timeoutSeconds": "30"})],
         SERVICE_FILE,
         "spec.template.spec.timeoutSeconds: expected an integer from 0 to 600, found '30'",
     ),
     (
         "service-annotation-not-a-string",
-        [
-            (
-                SERVICE_FILE,
-                {
-                    **service()[1],
-                    "spec": {
-                        "template": {
-                            "metadata": {"annotations": {"autoscaling.knative.dev/min-scale": 1}},
-                            "spec": {"containers": [{"image": "i"}]},
-                        }
-                    },
-                },
-            )
-        ],
+        [service_template({}, {"annotations": {"autoscaling.knative.dev/min-scale": 1}})],
         SERVICE_FILE,
         "spec.template.metadata.annotations: expected string keys and string values",
     ),

@@ -35,13 +35,13 @@ from cloudevents.core.v1.event import CloudEvent
 from nats.js.api import StreamConfig
 
 from bench.bench_kafka import through_runtime
+from knlocal.apis.eventing import Broker
 from knlocal.burst import machine_info
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER, RABBITMQ_BROKER
 from knlocal.eventing.events import encode_binary
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"

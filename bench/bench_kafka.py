@@ -38,11 +38,11 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tqdm import tqdm
 
 from bench.cpu import CpuMeter
+from knlocal.apis.eventing import Broker
 from knlocal.burst import Burst, BurstConfig, machine_info, run_burst, summarize
 from knlocal.eventing.backends.kafka import LINGER_MS, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.eventing.events import encode_kafka
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
 from tests.knlocal.eventing.backends.kafka_server import ROOT, PrivateKafka, RuntimeProcess
 

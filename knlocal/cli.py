@@ -16,12 +16,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 from knlocal import burst
 from knlocal.errors import LocalRuntimeError
 from knlocal.eventing import faults
 from knlocal.settings import BROKERS, PROFILES, STORES, Settings
+from knlocal.status import StatusSnapshot
+from knlocal.tables import table
 
 log = logging.getLogger("knlocal")
 
@@ -199,7 +200,11 @@ def _status(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        text = json.dumps(snapshot, indent=2) if args.json else render(snapshot)
+        text = (
+            json.dumps(snapshot, indent=2)
+            if args.json
+            else render(StatusSnapshot.from_json(snapshot))
+        )
         if args.watch:
             print("\x1b[2J\x1b[H" + text, flush=True)
             try:
@@ -211,76 +216,80 @@ def _status(args: argparse.Namespace) -> int:
             return 0
 
 
-def render(snapshot: dict[str, Any]) -> str:
-    """The status snapshot as two aligned tables."""
-    lines = [f"broker backend: {snapshot['broker_backend']}   store: {snapshot['store']}", ""]
-    header: tuple[str, ...] = (
-        "SERVICE",
-        "READY",
-        "DESIRED",
-        "IN-FLIGHT",
-        "REQ/S",
-        "REQUESTS",
-        "COLD",
-        "COLD-P50",
-        "PANIC",
-        "503",
-        "504",
-    )
-    rows: list[tuple[Any, ...]] = [
-        (
-            name,
-            s["ready"],
-            s["desired"],
-            s["in_flight"],
-            s["requests_per_second"],
-            s["requests"],
-            s["cold_starts"],
-            f"{s['cold_start_ms_p50']} ms" if s["cold_start_ms_p50"] else "-",
-            "yes" if s["panic"] else "no",
-            s["responses_503"],
-            s["responses_504"],
-        )
-        for name, s in snapshot["services"].items()
-    ]
-    lines += [*_table(header, rows), ""]
-    header = (
-        "TRIGGER",
-        "RECEIVED",
-        "DELIVERED",
-        "RETRIED",
-        "DEAD-LETTERED",
-        "DROPPED",
-        "IN-FLIGHT",
-        "BACKLOG",
-    )
-    rows = [
-        (
-            name,
-            t["received"],
-            t["delivered"],
-            t["retried"],
-            t["dead_lettered"],
-            t["dropped"],
-            t["in_flight"],
-            t.get("backlog", "-"),
-        )
-        for name, t in snapshot["triggers"].items()
-    ]
-    lines += _table(header, rows)
-    injected = snapshot.get("faults")
-    if injected is not None:
+def render(snapshot: StatusSnapshot) -> str:
+    """The status snapshot as two aligned tables (and a third of injected faults)."""
+    lines = [f"broker backend: {snapshot.broker_backend}   store: {snapshot.store}", ""]
+    lines += [*_services_table(snapshot), "", *_triggers_table(snapshot)]
+    if snapshot.faults is not None:
         rows = [
-            (name, kind, count) for name, kinds in injected.items() for kind, count in kinds.items()
+            (name, kind, count)
+            for name, kinds in snapshot.faults.items()
+            for kind, count in kinds.items()
         ]
-        lines += ["", *_table(("FAULTS AT", "KIND", "INJECTED"), rows)]
+        lines += ["", *table(("FAULTS AT", "KIND", "INJECTED"), rows)]
     return "\n".join(lines)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
-    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+SERVICE_HEADER = (
+    "SERVICE",
+    "READY",
+    "DESIRED",
+    "IN-FLIGHT",
+    "REQ/S",
+    "REQUESTS",
+    "COLD",
+    "COLD-P50",
+    "PANIC",
+    "503",
+    "504",
+)
+TRIGGER_HEADER = (
+    "TRIGGER",
+    "RECEIVED",
+    "DELIVERED",
+    "RETRIED",
+    "DEAD-LETTERED",
+    "DROPPED",
+    "IN-FLIGHT",
+    "BACKLOG",
+)
+
+
+def _services_table(snapshot: StatusSnapshot) -> list[str]:
+    rows = [
+        (
+            name,
+            s.ready,
+            s.desired,
+            s.in_flight,
+            s.requests_per_second,
+            s.requests,
+            s.cold_starts,
+            f"{s.cold_start_ms_p50} ms" if s.cold_start_ms_p50 else "-",
+            "yes" if s.panic else "no",
+            s.responses_503,
+            s.responses_504,
+        )
+        for name, s in snapshot.services.items()
+    ]
+    return table(SERVICE_HEADER, rows)
+
+
+def _triggers_table(snapshot: StatusSnapshot) -> list[str]:
+    rows = [
+        (
+            name,
+            t.received,
+            t.delivered,
+            t.retried,
+            t.dead_lettered,
+            t.dropped,
+            t.in_flight,
+            "-" if t.backlog is None else t.backlog,
+        )
+        for name, t in snapshot.triggers.items()
+    ]
+    return table(TRIGGER_HEADER, rows)
 
 
 if __name__ == "__main__":

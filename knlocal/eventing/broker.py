@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from knlocal.apis.eventing import Broker
 from knlocal.edge import error_body, json_error
 from knlocal.errors import BackendError
 from knlocal.eventing import ttl
@@ -26,7 +27,6 @@ from knlocal.eventing.events import (
     replace_attributes,
 )
 from knlocal.eventing.sender import Reply
-from knlocal.manifests import Broker
 
 log = logging.getLogger("knlocal.eventing")
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import aiohttp
 from multidict import CIMultiDict
 
-from knlocal.manifests import KnativeService
+from knlocal.apis.serving import KnativeService
 from knlocal.serving.autoscaler.scaler import ScaleDecision
 from knlocal.serving.instances import Instance, InstanceStartError, Launcher
 
@@ -161,7 +161,7 @@ class Revision:
 
         :return: the instance's response, or the activator's 503 (queue full) / 504 (timeout).
         """
-        deadline = time.monotonic() + self.service.timeout_seconds
+        deadline = time.monotonic() + self.service.template.timeout_seconds
         if self._waiting >= self.queue_depth:
             self.stats.responses_503 += 1
             return _error(503, f"{self.service.name}: pending request queue full")
@@ -189,7 +189,7 @@ class Revision:
             self._track(-1)
 
     async def _acquire(self, deadline: float) -> Instance | None:
-        limit = self.service.container_concurrency or math.inf
+        limit = self.service.template.container_concurrency or math.inf
         async with self._capacity:
             while True:
                 candidates = [i for i in self.instances if not i.draining and i.active < limit]
@@ -209,7 +209,7 @@ class Revision:
 
     def _choose(self, candidates: list[Instance]) -> Instance:
         """Pick an instance with free capacity the way Knative's activator does (§1.8)."""
-        cc = self.service.container_concurrency
+        cc = self.service.template.container_concurrency
         if cc == 0:
             pair = random.sample(candidates, 2) if len(candidates) > 1 else candidates
             return min(pair, key=lambda i: i.active)

@@ -37,12 +37,12 @@ from typing import Any
 import pytest
 import yaml
 
+from knlocal.apis.eventing import Broker
 from knlocal.burst import check_stores
 from knlocal.eventing.backends.kafka import topic_name
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.eventing.classes import KAFKA_BROKER, RABBITMQ_BROKER
-from knlocal.manifests import Broker
 from tests.knlocal.eventing.backends.broker_servers import (
     drop_nats,
     drop_rabbitmq,

@@ -10,8 +10,8 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from knlocal.apis.eventing import Broker
 from knlocal.eventing.events import BaseCloudEvent
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
 
 

@@ -37,10 +37,10 @@ from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAs
 from kafka.errors import KafkaError, NoError, RetriableError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError, ConfigError
 from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_kafka, encode_kafka
-from knlocal.manifests import Broker
 
 log = logging.getLogger("knlocal.eventing")
 
@@ -118,7 +118,7 @@ class KafkaBackend(BrokerBackend):
         await asyncio.to_thread(self._open, self._topic_settings())
 
     def _topic_settings(self) -> dict[str, Any]:
-        where = f"ConfigMap {(self.broker.config or {}).get('name', '?')} of Broker"
+        where = f"ConfigMap {self.broker.config.name if self.broker.config else '?'} of Broker"
         where += f" {self.broker.namespace}/{self.broker.name}"
         numbers = {}
         for key in (PARTITIONS_KEY, REPLICATION_FACTOR_KEY):

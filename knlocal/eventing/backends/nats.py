@@ -37,10 +37,10 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, encode_binary
-from knlocal.manifests import Broker
 
 log = logging.getLogger("knlocal.eventing")
 

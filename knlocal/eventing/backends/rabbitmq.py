@@ -37,10 +37,10 @@ from aio_pika.abc import (
 )
 from aiormq.exceptions import AMQPError
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, encode_binary
-from knlocal.manifests import Broker
 
 log = logging.getLogger("knlocal.eventing")
 

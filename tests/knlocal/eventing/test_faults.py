@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from knlocal import manifests
+from knlocal.apis import loader
+from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
 from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.faults import Delay, FaultPlanError, FaultyTarget, Injector, Rule, load
 from knlocal.eventing.sender import Reply
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -214,11 +214,8 @@ def test_the_same_seed_hits_the_same_deliveries(tmp_path: Path) -> None:
 
 def test_the_readme_example_plan_names_what_the_manifests_have() -> None:
     plan = load(ROOT / "docs" / "faults-example.yaml")
-    system = manifests.load(Settings.from_env(manifests=str(ROOT)))
-    plan.check_names(
-        {f"{t.namespace}/{t.name}" for t in system.triggers},
-        {f"{ns}/{name}" for ns, name in system.brokers},
-    )
+    system = loader.load(Settings.from_env(manifests=str(ROOT)))
+    plan.check_names({t.key for t in system.triggers}, {b.key for b in system.brokers.values()})
     assert {r.kind for rules in plan.triggers.values() for r in rules} >= {"duplicate", "drop"}
 
 

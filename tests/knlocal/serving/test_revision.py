@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from knlocal.manifests import KnativeService
+from knlocal.apis.serving import Container, KnativeService, RevisionTemplate
 from knlocal.serving.autoscaler.config import AutoscalerDefaults
 from knlocal.serving.autoscaler.scaler import KPA
 from knlocal.serving.autoscaler.spec import RevisionScaling
@@ -48,14 +48,15 @@ async def running_revision(
     service = KnativeService(
         name="sleeper",
         namespace="default",
-        annotations={f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()},
-        container_concurrency=cc,
-        timeout_seconds=timeout_seconds,
-        env={},
-        image="test",
+        template=RevisionTemplate(
+            annotations={f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()},
+            container_concurrency=cc,
+            timeout_seconds=timeout_seconds,
+            container=Container(image="test"),
+        ),
     )
     scaling = RevisionScaling.resolve(
-        service.annotations, cc, AutoscalerDefaults.from_configmap(CONFIG)
+        service.template.annotations, cc, AutoscalerDefaults.from_configmap(CONFIG)
     )
     async with aiohttp.ClientSession() as session:
         launcher = ForkLauncher(WSGI_APP, "127.0.0.1", log_dir, session)

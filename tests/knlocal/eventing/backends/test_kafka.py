@@ -23,15 +23,18 @@ from cloudevents.core.v1.event import CloudEvent
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError, ConfigError
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.backends.kafka import MAX_UNACKED, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
-from knlocal.manifests import Broker
+from knlocal.eventing.delivery import ObjectRef
 from knlocal.settings import Settings
 from tests.knlocal.eventing.backends.kafka_server import drop, free_port, require_kafka
 
 NAMESPACE = "default"
+#: The Broker's `spec.config`: the ConfigMap of its topic settings.
+CONFIG_REF = ObjectRef("v1", "ConfigMap", "kafka-broker-config", NAMESPACE)
 #: The brokers/kafka/ ConfigMap's topic settings, with fewer partitions where a test needs
 #: events spread over them.
 CONFIG = {"default.topic.partitions": "3", "default.topic.replication.factor": "1"}
@@ -56,7 +59,7 @@ def settings() -> Settings:
 def broker(settings: Settings) -> Iterator[Broker]:
     """A Broker of this test's own; its topic and the test's groups are deleted afterwards."""
     name = f"kafka-test-{uuid.uuid4().hex[:10]}"
-    broker = Broker(name, NAMESPACE, KAFKA_BROKER, {"name": "kafka-broker-config"}, None)
+    broker = Broker(name, NAMESPACE, KAFKA_BROKER, CONFIG_REF, None)
     yield broker
     drop(settings.kafka_bootstrap_servers, [topic_name(broker)], [group(broker, "a")])
 
@@ -308,7 +311,7 @@ def test_unacknowledged_records_are_bounded(broker: Broker, settings: Settings) 
 def test_unreachable_kafka_names_the_address_and_how_to_start_it() -> None:
     """No Kafka: a BackendError saying where it was looked for and to run `make kafka`."""
     address = f"127.0.0.1:{free_port()}"
-    broker = Broker("default", NAMESPACE, KAFKA_BROKER, {"name": "kafka-broker-config"}, None)
+    broker = Broker("default", NAMESPACE, KAFKA_BROKER, CONFIG_REF, None)
     backend = KafkaBackend(broker, CONFIG, Settings(kafka_bootstrap_servers=address))
     with pytest.raises(BackendError) as raised:
         asyncio.run(backend.open())
@@ -329,7 +332,7 @@ def test_configmap_topic_settings_must_be_positive_numbers(
     config: Mapping[str, str], found: str
 ) -> None:
     """A bad `kafka-broker-config` fails at start, naming the ConfigMap, the key and the value."""
-    broker = Broker("default", NAMESPACE, KAFKA_BROKER, {"name": "kafka-broker-config"}, None)
+    broker = Broker("default", NAMESPACE, KAFKA_BROKER, CONFIG_REF, None)
     backend = KafkaBackend(broker, config, Settings(kafka_bootstrap_servers="127.0.0.1:1"))
     with pytest.raises(ConfigError) as raised:
         asyncio.run(backend.open())

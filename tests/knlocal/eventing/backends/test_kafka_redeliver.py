@@ -11,8 +11,8 @@ import asyncio
 import pytest
 from kafka import TopicPartition
 
+from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends.kafka import KafkaSubscription
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
 from tests.knlocal.eventing.backends.test_kafka import (
     broker,

@@ -1,4 +1,4 @@
-"""The manifest loader: the real manifests per broker and profile, and broken ones refused."""
+"""knlocal.apis.loader: the real manifests per broker and profile, and broken ones refused."""
 
 from pathlib import Path
 from typing import Any
@@ -6,15 +6,16 @@ from typing import Any
 import pytest
 import yaml
 
+from knlocal.apis.loader import build, load
+from knlocal.apis.networking import Route
 from knlocal.errors import ManifestError
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.delivery import DeliverySpec, Destination, ObjectRef
-from knlocal.manifests import Route, build, load
 from knlocal.serving.autoscaler.config import AutoscalerDefaults
 from knlocal.serving.autoscaler.spec import RevisionScaling
 from knlocal.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SERVICES = {
     "operation-create",
     "operation-get",
@@ -47,8 +48,9 @@ def test_real_manifests_load_for_each_broker(broker: str, broker_class: BrokerCl
     }
     [binding] = system.sink_bindings
     assert binding.subject == "operation-create"
-    assert binding.sink["ref"]["kind"] == "Broker"
-    assert binding.sink["ref"]["name"] == "default"
+    assert binding.sink == Destination(
+        ObjectRef("eventing.knative.dev/v1", "Broker", "default", None), None
+    )
 
 
 # (id, method, path, service the route table sends it to, or None)
@@ -83,8 +85,8 @@ def test_services_carry_their_function_and_scale_to_zero() -> None:
     """Each service runs its own function (FUNCTION env) and may scale to zero."""
     system = load(Settings(manifests=ROOT))
     for name, service in system.services.items():
-        assert service.env["FUNCTION"] == name
-        assert service.annotations.get("autoscaling.knative.dev/min-scale", "0") == "0"
+        assert service.template.container.env["FUNCTION"] == name
+        assert service.template.annotations.get("autoscaling.knative.dev/min-scale", "0") == "0"
         assert service.revision == f"{name}-00001"
 
 
@@ -125,7 +127,7 @@ def test_the_local_profile_starts_every_service_at_zero() -> None:
         )
         for service in system.services.values():
             scaling = RevisionScaling.resolve(
-                service.annotations, service.container_concurrency, defaults
+                service.template.annotations, service.template.container_concurrency, defaults
             )
             assert scaling.initial_scale == initial, (profile, service.name)
 
@@ -135,13 +137,8 @@ def test_services_are_cluster_local_and_the_kafka_broker_reads_its_own_config() 
     system = load(Settings(broker="kafka", manifests=ROOT))
     assert all(s.cluster_local for s in system.services.values())
     broker = system.brokers["default", "default"]
-    assert broker.config == {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "name": "knuser-kafka-broker-config",
-        "namespace": "default",
-    }
-    data = system.config_map("default", "knuser-kafka-broker-config")
+    assert broker.config == ObjectRef("v1", "ConfigMap", "knuser-kafka-broker-config", "default")
+    data = system.broker_config(broker)
     assert data["default.topic.replication.factor"] == "1"
     assert system.config_map("knative-eventing", "kafka-broker-config") == {}
 
@@ -163,6 +160,14 @@ def service(name: str = "a", containers: int = 1) -> tuple[Path, dict[str, Any]]
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"template": {"spec": {"containers": [{"image": "img"}] * containers}}},
     }
+
+
+def service_template(
+    spec: dict[str, Any], metadata: dict[str, Any] | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Knative Service a with `spec` (and `metadata`) in its revision template; one container."""
+    template = {"spec": {"containers": [{"image": "i"}], **spec}, "metadata": metadata or {}}
+    return SERVICE_FILE, {**service()[1], "spec": {"template": template}}
 
 
 def broker() -> tuple[Path, dict[str, Any]]:
@@ -194,7 +199,7 @@ def trigger(**spec: Any) -> tuple[Path, dict[str, Any]]:
     }
 
 
-def binding(subject: str) -> tuple[Path, dict[str, Any]]:
+def binding(subject: str, sink_broker: str = "default") -> tuple[Path, dict[str, Any]]:
     """A SinkBinding document."""
     return BINDING_FILE, {
         "apiVersion": "sources.knative.dev/v1",
@@ -203,7 +208,11 @@ def binding(subject: str) -> tuple[Path, dict[str, Any]]:
         "spec": {
             "subject": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": subject},
             "sink": {
-                "ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "d"}
+                "ref": {
+                    "apiVersion": "eventing.knative.dev/v1",
+                    "kind": "Broker",
+                    "name": sink_broker,
+                }
             },
         },
     }
@@ -231,6 +240,15 @@ def test_valid_documents_build() -> None:
     system = build([service(), broker(), trigger(), binding("a"), ingress("a")])
     assert set(system.services) == {"a"}
     assert len(system.triggers) == 1
+
+
+def test_service_template_is_typed_with_knatives_defaults() -> None:
+    """containerConcurrency 0 (unlimited) and timeoutSeconds 300 when unset (§1.8, §1.9)."""
+    [parsed] = build([service()]).services.values()
+    assert parsed.template.container_concurrency == 0
+    assert parsed.template.timeout_seconds == 300
+    assert parsed.template.container.image == "img"
+    assert parsed.template.annotations == {}
 
 
 def test_trigger_is_parsed_once_into_typed_fields() -> None:
@@ -296,7 +314,7 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
         "trigger-without-broker-field",
         [service(), broker(), (TRIGGER_FILE, {**trigger()[1], "spec": {"subscriber": ref("a")}})],
         TRIGGER_FILE,
-        "missing required field 'broker'",
+        "spec.broker: missing required field",
     ),
     # Delivery, subscriber and ordering are parsed at load, once (knative-semantics.md §2.7, §3.1).
     (
@@ -358,13 +376,59 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
         "service-with-two-containers",
         [service(containers=2)],
         SERVICE_FILE,
-        "expected one container; found 2",
+        "expected a list of one container; found 2",
     ),
     (
         "sink-binding-subject-unknown",
         [service(), binding("ghost")],
         BINDING_FILE,
         "subject 'ghost': not found",
+    ),
+    (
+        "sink-binding-sink-to-unknown-broker",
+        [service(), broker(), binding("a", sink_broker="ghost")],
+        BINDING_FILE,
+        "SinkBinding default/s sink refers to Broker default/ghost: not found",
+    ),
+    (
+        "service-container-concurrency-out-of-range",
+        [service_template({"containerConcurrency": 1001})],
+        SERVICE_FILE,
+        "Service default/a: spec.template.spec.containerConcurrency: expected an integer from 0"
+        " to 1000, found int 1001",
+    ),
+    (
+        "service-timeout-beyond-the-maximum",
+        [service_template({"timeoutSeconds": 601})],
+        SERVICE_FILE,
+        "spec.template.spec.timeoutSeconds: expected an integer from 0 to 600, found int 601",
+    ),
+    (
+        "service-timeout-not-an-integer",
+        [service_template({"timeoutSeconds": "30"})],
+        SERVICE_FILE,
+        "spec.template.spec.timeoutSeconds: expected an integer from 0 to 600, found '30'",
+    ),
+    (
+        "service-annotation-not-a-string",
+        [service_template({}, {"annotations": {"autoscaling.knative.dev/min-scale": 1}})],
+        SERVICE_FILE,
+        "spec.template.metadata.annotations: expected string keys and string values",
+    ),
+    (
+        "broker-config-without-name",
+        [
+            service(),
+            (BROKER_FILE, {**broker()[1], "spec": {"config": {"kind": "ConfigMap"}}}),
+        ],
+        BROKER_FILE,
+        "Broker default/default: spec.config.name: expected a non-empty string",
+    ),
+    (
+        "object-without-name",
+        [(SERVICE_FILE, {**service()[1], "metadata": {"namespace": "default"}})],
+        SERVICE_FILE,
+        "Service metadata.name: expected a non-empty string, found None",
     ),
     (
         "ping-source-sink-to-unknown-service",
@@ -381,7 +445,7 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
             ),
         ],
         Path("sources/p.yaml"),
-        "PingSource p sink refers to Knative Service 'ghost': not found",
+        "PingSource default/p sink refers to Knative Service 'ghost': not found",
     ),
     (
         "route-to-unknown-service",

@@ -58,19 +58,25 @@ def findings(items: list[Object], env: dict[str, str], tracing: Object) -> list[
             or ready != "True"
             or revision != status.get("latestCreatedRevisionName")
         ):
-            found.append(f"{name}: not Ready at its generation (Ready={ready}, revision {revision})")
+            found.append(
+                f"{name}: not Ready at its generation (Ready={ready}, revision {revision})"
+            )
             continue
         deployment = deployments.get(f"{revision}-deployment")
         if deployment is None:
             found.append(f"{name}: no Deployment {revision}-deployment")
             continue
         containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
-        otel = {k: v for k, v in _env(containers["user-container"]).items() if k.startswith("OTEL_")}
+        otel = {
+            k: v for k, v in _env(containers["user-container"]).items() if k.startswith("OTEL_")
+        }
         if otel != env:
             found.append(f"{name}: user container's OTEL_* environment is {otel}, expected {env}")
         config = json.loads(_env(containers["queue-proxy"]).get("OBSERVABILITY_CONFIG") or "{}")
         if config.get("tracing") != tracing:
-            found.append(f"{name}: queue-proxy traces with {config.get('tracing')}, expected {tracing}")
+            found.append(
+                f"{name}: queue-proxy traces with {config.get('tracing')}, expected {tracing}"
+            )
     if not services:
         found.append("no Knative Service found")
     return found

@@ -435,6 +435,9 @@ check_tracing() {
   else
     say "tracing: the data plane restarted to read it (pod template restartedAt): $(cut -d= -f1 <<<"$out" | xargs)"
   fi
+  # The Serving controller watches config-observability: the running revisions' queue-proxies
+  # get the new tracing config without a new Revision.
+  tracing_state_is "make deploy-tracing, before any new Revision" "$endpoint" "$rate" knative-only
   BROKER=$broker TRACING=otlp bash deploy/render.sh >"$W/$broker-tracing.yaml"
   if out=$(k apply --dry-run=server -f "$W/$broker-tracing.yaml" 2>&1); then
     check_output "tracing: BROKER=$broker TRACING=otlp: the server-side dry run" "$out"

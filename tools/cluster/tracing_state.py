@@ -9,7 +9,8 @@ pkg/reconciler/revision/resources/queue.go): http/protobuf to ENDPOINT/v1/traces
 Knative's default (protocol none) with `off`. The Services must be Ready at their generation.
 
 Usage: kubectl get ksvc,deployments -o json | python tools/cluster/tracing_state.py ENDPOINT RATE
-       kubectl get ksvc,deployments -o json | python tools/cluster/tracing_state.py off
+       … | python tools/cluster/tracing_state.py ENDPOINT RATE knative-only   (functions untraced)
+       … | python tools/cluster/tracing_state.py off
 Prints one line per Service that is not as expected and exits 1; else a summary, exit 0.
 """
 
@@ -24,14 +25,18 @@ def expected(argv: list[str]) -> tuple[dict[str, str], Object]:
     """The user container's OTEL_* variables and the queue-proxy's tracing config expected."""
     if argv == ["off"]:
         return {}, {"protocol": "none"}
-    endpoint, rate = argv
-    env = {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": rate,
-    }
+    endpoint, rate, *scope = argv
+    env = (
+        {}
+        if scope == ["knative-only"]
+        else {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": rate,
+        }
+    )
     tracing = {
         "protocol": "http/protobuf",
         "endpoint": endpoint.rstrip("/") + "/v1/traces",

@@ -408,9 +408,9 @@ check_tracing() {
       fi
     done
   done
-  local endpoint rate
-  endpoint=$(sed -n 's/^OTLP_ENDPOINT=//p' deploy/tracing/otlp.env)
-  rate=$(sed -n 's/^TRACING_SAMPLING_RATE=//p' deploy/tracing/otlp.env)
+  # Not deploy/tracing/otlp.env's values, given the way a user overrides them for both steps:
+  # a default leaking into either step fails below.
+  local endpoint=http://otel-collector.cluster-check.svc.cluster.local:4318 rate=0.5
   before=$(for ns in knative-serving knative-eventing; do k get configmap config-observability -n "$ns" -o jsonpath='{.data}'; echo; done)
   logs_from=$(cat "$W/serving-controller.log" "$W/serving-autoscaler.log" | wc -l)
   # The install's own Deployments of the components deploy/tracing.sh restarts (their pods never
@@ -422,7 +422,8 @@ check_tracing() {
     'import sys, yaml; yaml.safe_dump_all([d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "Deployment"], sys.stdout)' \
     >"$W/data-plane.yaml"
   k apply -f "$W/data-plane.yaml" >/dev/null
-  if out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" bash deploy/tracing.sh apply 2>&1); then
+  if out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" OTLP_ENDPOINT="$endpoint" TRACING_SAMPLING_RATE="$rate" \
+    bash deploy/tracing.sh apply 2>&1); then
     check_output "tracing: make deploy-tracing" "$out"
     say "tracing: make deploy-tracing (deploy/tracing.sh apply) accepted by both webhooks:"
     printf '%s\n' "$out" | sed 's/^/        | /'
@@ -438,13 +439,14 @@ check_tracing() {
   # The Serving controller watches config-observability: the running revisions' queue-proxies
   # get the new tracing config without a new Revision.
   tracing_state_is "make deploy-tracing, before any new Revision" "$endpoint" "$rate" knative-only
-  BROKER=$broker TRACING=otlp bash deploy/render.sh >"$W/$broker-tracing.yaml"
+  BROKER=$broker TRACING=otlp OTLP_ENDPOINT=$endpoint TRACING_SAMPLING_RATE=$rate bash deploy/render.sh >"$W/$broker-tracing.yaml"
   if out=$(k apply --dry-run=server -f "$W/$broker-tracing.yaml" 2>&1); then
     check_output "tracing: BROKER=$broker TRACING=otlp: the server-side dry run" "$out"
   else
     problem "tracing: BROKER=$broker TRACING=otlp: the server-side dry run was denied" "$out"
   fi
-  if out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" BROKER="$broker" TRACING=otlp PYTHON="$PY" bash deploy/deploy.sh 2>&1); then
+  if out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" BROKER="$broker" TRACING=otlp OTLP_ENDPOINT="$endpoint" \
+    TRACING_SAMPLING_RATE="$rate" PYTHON="$PY" bash deploy/deploy.sh 2>&1); then
     check_output "tracing: make deploy TRACING=otlp" "$out"
   else
     problem "tracing: BROKER=$broker make deploy TRACING=otlp was denied" "$out"

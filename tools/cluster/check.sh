@@ -389,10 +389,9 @@ fi
 # config.go, Validate): bad values are denied, deploy/tracing.sh's are accepted; then the Serving
 # controller must copy them into every revision's queue-proxy, the TRACING=otlp bundle must be
 # Ready with the same endpoint in every function, and removing both must restore the install.
-check_tracing() {
-  local broker ns bad out before after logs_from
-  broker=$(tail -n 1 <<<"$overlays")  # the overlay applied last: its Services are on the cluster
-  local denials=(
+# tracing_denials: Knative's config webhooks deny bad tracing values, in both namespaces.
+tracing_denials() {
+  local ns bad out denials=(
     'unsupported protocol|{"data":{"tracing-protocol":"zipkin","tracing-endpoint":"http://zipkin.observability:9411/api/v2/spans"}}'
     'less than or equal to one|{"data":{"tracing-protocol":"http/protobuf","tracing-endpoint":"http://c.observability:4318/v1/traces","tracing-sampling-rate":"1.5"}}'
     'endpoint should be set|{"data":{"tracing-protocol":"grpc"}}')
@@ -408,6 +407,12 @@ check_tracing() {
       fi
     done
   done
+}
+# (One story in order, apply, check, remove: ~70 lines, the denials apart.)
+check_tracing() {
+  local broker out before after logs_from
+  broker=$(tail -n 1 <<<"$overlays")  # the overlay applied last: its Services are on the cluster
+  tracing_denials
   # Not deploy/tracing/otlp.env's values, given the way a user overrides them for both steps:
   # a default leaking into either step fails below.
   local endpoint=http://otel-collector.cluster-check.svc.cluster.local:4318 rate=0.5

@@ -92,7 +92,9 @@ clean: ## remove local data and logs (not the downloaded servers)
 # --- the cluster path (docs/cluster.md) -----------------------------------------------------------
 # IMAGE: the function image to build and to deploy; point it at your registry for a real cluster.
 IMAGE ?= dev.local/knuser-functions:0.1.0
-.PHONY: image manifests deploy undeploy cluster-check
+# TRACING=otlp: the Services export spans to deploy/tracing/otlp.env's OTLP_ENDPOINT (docs/cluster.md).
+TRACING ?=
+.PHONY: image manifests deploy undeploy cluster-check deploy-tracing undeploy-tracing
 
 image: ## build the function image IMAGE with docker, else podman (BASE_IMAGE=local: no registry)
 	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
@@ -106,13 +108,19 @@ image: ## build the function image IMAGE with docker, else podman (BASE_IMAGE=lo
 	fi
 
 manifests: ## print the YAML `make deploy` applies (BROKER=kafka|inmemory, IMAGE=…)
-	@BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh
+	@BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' bash deploy/render.sh
 
 deploy: $(STAMP) ## apply the manifests to kubectl's current cluster; switches BROKER on a live cluster (BROKER=kafka|inmemory, IMAGE=…)
-	BROKER='$(BROKER)' IMAGE='$(IMAGE)' PYTHON='$(BIN)/python' bash deploy/deploy.sh
+	BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' PYTHON='$(BIN)/python' bash deploy/deploy.sh
 
 undeploy: ## delete what deploy created (nothing of the Knative install: the bundle has none of it)
-	BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh | kubectl delete --ignore-not-found -f -
+	BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' bash deploy/render.sh | kubectl delete --ignore-not-found -f -
+
+deploy-tracing: ## make Knative's activator, queue-proxies and brokers export traces (config-observability; OTLP_ENDPOINT=…)
+	bash deploy/tracing.sh apply
+
+undeploy-tracing: ## remove the tracing keys from config-observability again (Knative's default: no tracing)
+	bash deploy/tracing.sh remove
 
 # A real kube-apiserver and Knative control plane judge the manifests of every broker
 # (docs/cluster.md). CLUSTER_CHECK_CACHE: where the built binaries are kept (default .run/).

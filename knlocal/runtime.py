@@ -32,6 +32,8 @@ from knlocal.eventing.filters import build_trigger_filter
 from knlocal.eventing.sender import Reply, Target
 from knlocal.manifests import System
 from knlocal.observability import metrics_app
+from knlocal.serving.local_caps import CONFIG_MAP as SCALE_CAPS
+from knlocal.serving.local_caps import ScaleCaps
 from knlocal.serving.revision import Revision
 from knlocal.serving.scaling import KPA, AutoscalerDefaults, RevisionScaling
 from knlocal.serving.zygote import ForkLauncher
@@ -181,6 +183,7 @@ class Runtime:
         defaults = AutoscalerDefaults.from_configmap(
             self.system.config_map("knative-serving", "config-autoscaler")
         )
+        caps = ScaleCaps.from_configmap(self.system.config_map(*SCALE_CAPS))
         launcher = ForkLauncher(s.wsgi_app, s.host, s.data_dir / "logs", session)
         launcher.open()
         self._launcher = launcher
@@ -203,7 +206,9 @@ class Runtime:
             if service.name in sinks:
                 env["K_SINK"] = sinks[service.name]
             scaling = RevisionScaling.resolve(
-                service.annotations, service.container_concurrency, defaults
+                caps.annotations(service.name, service.annotations),
+                service.container_concurrency,
+                defaults,
             )
             revision = Revision(service, env, launcher, KPA(scaling, time.monotonic()), session)
             self.revisions[service.name] = revision

@@ -210,6 +210,7 @@ class KafkaSubscription(Subscription):
         # Unbounded as a type, bounded by MAX_UNACKED: the member fetches nothing more while
         # that many records are handed over and not acknowledged.
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
+        self._acks: list[tuple[int, int, int]] = []
 
     def take(self, incarnation: int, records: list[Record]) -> None:
         """Decode records from the dispatcher and queue them (on the loop)."""
@@ -235,10 +236,16 @@ class KafkaSubscription(Subscription):
         self._acknowledge(received.token)
 
     def _acknowledge(self, position: _Position) -> None:
-        if position.incarnation == self.backend.dispatcher.incarnation:
-            self.backend.dispatcher.send(
-                ("acks", self.number, [(position.partition, position.offset, position.epoch)])
-            )
+        if position.incarnation != self.backend.dispatcher.incarnation:
+            return  # handed out by a dispatcher process that died: the new one redelivers it
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._send_acks)
+        self._acks.append((position.partition, position.offset, position.epoch))
+
+    def _send_acks(self) -> None:
+        # One message for the acknowledgements of a loop iteration, not one per event.
+        acks, self._acks = self._acks, []
+        self.backend.dispatcher.send(("acks", self.number, acks))
 
     async def close(self) -> None:
         """Commit what is acknowledged in order, leave the group.

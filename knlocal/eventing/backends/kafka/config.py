@@ -29,14 +29,16 @@ MAX_POLL_RECORDS: Final = 500
 #: How long a poll waits for records before acknowledgements are applied and committed.
 POLL_TIMEOUT_MS: Final = 100
 #: Pause after a poll that returned records, so that under load each poll returns a batch: each
-#: poll costs kafka-python several hand-offs between threads, whatever it returns. Measured
-#: here, 300 events/s to four consumer groups: 741 polls instead of 1014 for 7200 records (0.64
-#: instead of 0.83 cores, one noisy run each). Costs at most this much latency per hop.
-POLL_BATCH_SECONDS: Final = 0.005
+#: poll costs kafka-python a fetch round trip and several hand-offs between threads, whatever it
+#: returns. Measured here (bench/, 60 users/s on BROKER=kafka, a loaded machine, one run each):
+#: 5 ms → 20 ms cut the dispatcher process from 3.97 to 3.27 CPU ms per user and Kafka's JVM
+#: from 1.92 to 1.40. Costs at most this much latency per hop.
+POLL_BATCH_SECONDS: Final = 0.02
 #: Least time between two commits of a subscription: a commit is a round trip to Kafka that the
 #: poll thread waits for; under load, committing after every poll would delay every fetch. A
-#: crash redelivers at most this much acknowledged work (at least once, §3.1).
-COMMIT_INTERVAL_SECONDS: Final = 0.1
+#: crash redelivers at most this much acknowledged work (at least once, §3.1); a rebalance
+#: commits the acknowledged prefix at once (on revoke).
+COMMIT_INTERVAL_SECONDS: Final = 0.5
 #: Bound on connecting, admin requests and commits; Kafka runs on loopback.
 REQUEST_TIMEOUT_MS: Final = 5000
 #: Knative's receiver gives a record this long to be stored before the ingress answers 503

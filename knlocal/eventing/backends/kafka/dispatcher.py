@@ -26,7 +26,7 @@ from kafka.errors import KafkaError, NoError
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.kafka.config import client_config, connect_any, retrying
 from knlocal.eventing.backends.kafka.group import GroupMember, Record
-from knlocal.eventing.backends.kafka.wire import Channel, Message
+from knlocal.eventing.backends.kafka.wire import Channel, Message, run_process
 
 log = logging.getLogger("knlocal.eventing")
 
@@ -175,16 +175,5 @@ def serve(channel: Channel, opening: Message) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    """Run on the socket whose file descriptor is `argv[1]`."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    channel = Channel.from_fd(int(argv[1]))
-    first = channel.receive()
-    if not first:
-        return 1
-    return serve(channel, first[0])
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run_process(sys.argv, serve))

@@ -31,7 +31,7 @@ from knlocal.eventing.backends.kafka.config import (
     connect_any,
     retrying,
 )
-from knlocal.eventing.backends.kafka.wire import Channel, Message
+from knlocal.eventing.backends.kafka.wire import Channel, Message, run_process
 
 log = logging.getLogger("knlocal.eventing")
 
@@ -135,18 +135,5 @@ def serve(channel: Channel, opening: Message) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    """Run on the socket whose file descriptor is `argv[1]`."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kafka-python logs each retried connection attempt at ERROR, ten times a second per
-    # client while Kafka is down; the runtime reports what matters (the ingress's 503s).
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    channel = Channel.from_fd(int(argv[1]))
-    first = channel.receive()
-    if not first:
-        return 1
-    return serve(channel, first[0])
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run_process(sys.argv, serve))

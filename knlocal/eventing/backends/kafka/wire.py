@@ -9,10 +9,12 @@ the end of the stream and stop.
 """
 
 import asyncio
+import logging
 import pickle
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any, Final
 
 Message = tuple[Any, ...]
@@ -104,3 +106,17 @@ class Link:
         """Close the runtime's end (the process then reads the end of the stream)."""
         self.closed = True
         self._writer.close()
+
+
+def run_process(argv: list[str], serve: Callable[[Channel, Message], int]) -> int:
+    """The main of a data-plane process: its channel is the socket whose descriptor is
+    `argv[1]`; `serve` gets it and the opening message, and returns the exit code."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs each retried connection attempt at ERROR, ten times a second per
+    # client while Kafka is down; the runtime reports what matters (e.g. the ingress's 503s).
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    channel = Channel.from_fd(int(argv[1]))
+    first = channel.receive()
+    if not first:
+        return 1
+    return serve(channel, first[0])

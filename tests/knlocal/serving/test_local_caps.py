@@ -12,7 +12,7 @@ from tests.knlocal.eventing.backends.kafka_server import ROOT
 
 def test_the_local_profile_caps_every_service_and_the_cluster_keeps_its_max_scale() -> None:
     """PROFILE=local: each Service's max scale is the cap; PROFILE=knative: the manifests' 10."""
-    for profile, expected in (("local", 2), ("knative", 10)):
+    for profile, expected in (("local", 3), ("knative", 10)):
         system = load(Settings(manifests=ROOT, profile=profile))
         caps = ScaleCaps.from_configmap(system.config_map(*CONFIG_MAP))
         defaults = AutoscalerDefaults.from_configmap(

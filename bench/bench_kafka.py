@@ -12,7 +12,11 @@ data), sharing this machine's cores with Kafka itself and the load generator:
 3. **runtime**: `knlocal burst` (the project's burst driver, as `make bench` uses it) at a steady
    100 users/s for 20 s through `knlocal run` with BROKER=kafka: `POST /users` latency, time to
    `completed`, and CPU milliseconds per completed user by process role, Kafka's JVM included
-   (bench/cpu.py); the same with BROKER=inmemory is the baseline.
+   (bench/cpu.py); then 15-s steps at rising rates (`--steps`), the highest whose every
+   operation ended at ≥ 95 % of the offered rate; and the memory of the runtime's process tree
+   (runtime, Kafka receiver and dispatcher, zygote, instances; not Kafka's JVM) at rest, every
+   service at zero, and its peak during the bursts. The same with BROKER=inmemory is the
+   baseline.
 
 Latencies are p50/p95/p99/max in milliseconds. The result goes to
 bench/results/kafka-<date-time>.json, with the command and the machine (cores, CPU, load).
@@ -20,6 +24,7 @@ bench/results/kafka-<date-time>.json, with the command and the machine (cores, C
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -27,7 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -182,11 +187,99 @@ def raw_kafka_python(servers: str, count: int) -> dict[str, Any]:
 # --- 3. the runtime at a steady rate ------------------------------------------------------------
 
 
+def _tree_memory_mb(root: int) -> dict[str, float]:
+    """RSS and PSS (shared pages divided among their users) of `root` and its descendants."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if entry.name.isdigit():
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(stat[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    totals = {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0.0}
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name in ("Rss", "Pss"):
+                    totals[f"{name.lower()}_mb"] += int(value.split()[0]) / 1024
+            totals["processes"] += 1
+    return {key: round(value, 1) for key, value in totals.items()}
+
+
+class PeakMemory:
+    """Samples the tree's memory every 0.25 s while entered; keeps the peak."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.peak: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            sample = _tree_memory_mb(self.root)
+            for key, value in sample.items():
+                self.peak[key] = max(self.peak.get(key, 0.0), value)
+
+
+def _at_rest(runtime: RuntimeProcess, timeout: float = 60.0) -> dict[str, float]:
+    """The tree's memory once every service is back at zero instances."""
+    assert runtime.process is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        services = runtime.status().get("services", {})
+        if all(not s["pids"] and not s["starting"] for s in services.values()):
+            time.sleep(1.0)  # the last instances' exits
+            return _tree_memory_mb(runtime.process.pid)
+        time.sleep(0.5)
+    return {"not_at_zero_after_s": timeout}
+
+
+def _steps(burst: Callable[..., BurstConfig], broker: str, steps: Sequence[int]) -> dict[str, Any]:
+    """15-s steps at rising rates until one is not sustained."""
+    sustained: list[dict[str, Any]] = []
+    best = 0
+    for rate in steps:
+        _, _, report = run_burst(
+            burst(count=rate * 15, rate=float(rate)), ["bench/bench_kafka.py", broker, "steps"]
+        )
+        finished = report["throughput"]["finished_per_s"] or 0.0
+        ok = (
+            report["completed"] == report["created"]
+            and not report["errors"]
+            and report["lost"] == 0
+            and finished >= 0.95 * rate
+        )
+        sustained.append(
+            {"rate": rate, "sustained": ok, "load": list(os.getloadavg())}
+            | {key: report[key] for key in ("completed", "failed", "lost", "errors")}
+            | {key: report[key] for key in ("throughput", "post_latency_ms", "time_to_final_ms")}
+        )
+        if not ok:
+            break
+        best = rate
+    return {"step_seconds": 15, "max_rate_sustained_per_s": best, "steps": sustained}
+
+
 def through_runtime(
-    broker: str, kafka_server: PrivateKafka, rate: float, seconds: float
+    broker: str, kafka_server: PrivateKafka, rate: float, seconds: float, steps: Sequence[int]
 ) -> dict[str, Any]:
     """`knlocal run` with `broker`, warmed up, then `knlocal burst` at `rate` for `seconds`,
-    with the CPU time each process role (Kafka's JVM included) spent on the burst."""
+    with the CPU time each process role (Kafka's JVM included) spent on the burst; then the
+    sustained-rate steps and the memory at rest and at peak."""
     servers = kafka_server.servers
     with tempfile.TemporaryDirectory(prefix=f"bench-{broker}-") as data:
         runtime = RuntimeProcess(
@@ -207,10 +300,14 @@ def through_runtime(
             asyncio.run(Burst(burst(count=20, rate=20.0), progress=False).run())
             assert runtime.process is not None
             kafka_pid = int(kafka_server.pid_file.read_text().strip())
-            with CpuMeter(runtime.process.pid, {"kafka": kafka_pid}) as meter:
-                json_path, png_path, report = run_burst(
-                    burst(count=int(rate * seconds), rate=rate), ["bench/bench_kafka.py", broker]
-                )
+            at_rest = _at_rest(runtime)
+            with PeakMemory(runtime.process.pid) as peak:
+                with CpuMeter(runtime.process.pid, {"kafka": kafka_pid}) as meter:
+                    json_path, png_path, report = run_burst(
+                        burst(count=int(rate * seconds), rate=rate),
+                        ["bench/bench_kafka.py", broker],
+                    )
+                sustained = _steps(burst, broker, steps)
         finally:
             runtime.stop()
     return {
@@ -233,6 +330,8 @@ def through_runtime(
             )
         },
         "cpu": meter.result(report["completed"]),
+        "sustained": sustained,
+        "memory": {"at_rest": at_rest, "peak_in_bursts": peak.peak},
     }
 
 
@@ -242,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000, help="events in parts 1 and 2")
     parser.add_argument("--rate", type=float, default=100.0, help="users/s in part 3")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of part 3")
+    parser.add_argument(
+        "--steps", default="100,150,200,250", help="sustained-test rates, users/s, comma-separated"
+    )
     parser.add_argument("--output", type=Path, help="result file (default bench/results/…)")
     args = parser.parse_args(argv)
     result: dict[str, Any] = {
@@ -255,7 +357,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": {
             "backend_events_per_second": ">= 5000",
-            "runtime_time_to_completed_p99_ms": "<= 250 at 100 users/s",
+            "backend_to_raw_ratio": ">= 0.6",
+            "kafka_sustained_users_per_second": ">= 150",
+            "kafka_post_p99_ms": "<= 20 at 100 users/s",
+            "kafka_time_to_completed_p99_ms": "<= 250 at 100 users/s",
+            "kafka_cpu_ms_per_user": "<= 12",
+            "inmemory_sustained_users_per_second": ">= 250",
+            "inmemory_cpu_ms_per_user": "<= 8",
+            "runtime_at_rest_rss_mb": "<= 300",
         },
     }
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as kafka_data:
@@ -271,11 +380,12 @@ def main(argv: list[str] | None = None) -> int:
                 / result["raw_kafka_python"]["events_per_second"],
                 3,
             )
+            steps = [int(step) for step in args.steps.split(",") if step]
             result["runtime_kafka"] = through_runtime(
-                "kafka", kafka_server, args.rate, args.seconds
+                "kafka", kafka_server, args.rate, args.seconds, steps
             )
             result["runtime_inmemory_baseline"] = through_runtime(
-                "inmemory", kafka_server, args.rate, args.seconds
+                "inmemory", kafka_server, args.rate, args.seconds, steps
             )
         finally:
             kafka_server.stop()
@@ -293,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         "inmemory: time to completed (ms)": result["runtime_inmemory_baseline"]["time_to_final_ms"],
         "kafka: CPU ms per user": result["runtime_kafka"]["cpu"]["cpu_ms_per_user"],
         "inmemory: CPU ms per user": result["runtime_inmemory_baseline"]["cpu"]["cpu_ms_per_user"],
+        "kafka: sustained users/s": result["runtime_kafka"]["sustained"][
+            "max_rate_sustained_per_s"
+        ],
+        "inmemory: sustained users/s": result["runtime_inmemory_baseline"]["sustained"][
+            "max_rate_sustained_per_s"
+        ],
+        "kafka: memory": result["runtime_kafka"]["memory"],
     }
     print(json.dumps(summary, indent=2))
     print(f"written to {output}")

@@ -33,6 +33,8 @@ from knlocal.resolver import HttpTarget, Resolver, RevisionTarget
 from knlocal.serving.autoscaler.config import AutoscalerDefaults
 from knlocal.serving.autoscaler.scaler import KPA
 from knlocal.serving.autoscaler.spec import RevisionScaling
+from knlocal.serving.local_caps import CONFIG_MAP as SCALE_CAPS
+from knlocal.serving.local_caps import ScaleCaps
 from knlocal.serving.revision import Revision
 from knlocal.serving.zygote import ForkLauncher
 from knlocal.settings import Settings
@@ -121,6 +123,7 @@ class Runtime:
         defaults = AutoscalerDefaults.from_configmap(
             self.system.config_map(SERVING_NAMESPACE, CONFIG_AUTOSCALER)
         )
+        caps = ScaleCaps.from_configmap(self.system.config_map(*SCALE_CAPS))
         launcher = ForkLauncher(s.wsgi_app, s.host, s.data_dir / "logs", session)
         launcher.open()
         self._launcher = launcher
@@ -131,7 +134,9 @@ class Runtime:
             env = revision_environment(service, s, sinks.get(service.name))
             template = service.template
             scaling = RevisionScaling.resolve(
-                template.annotations, template.container_concurrency, defaults
+                caps.annotations(service.name, template.annotations),
+                template.container_concurrency,
+                defaults,
             )
             revision = Revision(service, env, launcher, KPA(scaling, time.monotonic()), session)
             self.revisions[service.name] = revision

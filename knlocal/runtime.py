@@ -181,7 +181,19 @@ class Runtime:
         defaults = AutoscalerDefaults.from_configmap(
             self.system.config_map("knative-serving", "config-autoscaler")
         )
-        launcher = ForkLauncher(s.wsgi_app, s.host, s.data_dir / "logs", session)
+        if not s.wsgi_app:
+            raise ConfigError(
+                "no WSGI app to run in the Services' containers: expected `wsgi-app` in"
+                f" [tool.knlocal] of {s.manifests / 'pyproject.toml'} or KNLOCAL_WSGI_APP;"
+                " found neither"
+            )
+        launcher = ForkLauncher(
+            s.wsgi_app,
+            s.host,
+            s.data_dir / "logs",
+            session,
+            gunicorn_config=s.gunicorn_config,
+        )
         launcher.open()
         self._launcher = launcher
         sinks = {

@@ -51,7 +51,6 @@ from typing import Any
 import aiohttp
 
 from knlocal.serving.instances import (
-    GUNICORN_CONFIG,
     Instance,
     InstanceStartError,
     bind_listener,
@@ -99,17 +98,26 @@ class ForkedProcess:
 class ForkLauncher:
     """Starts instances by forking the warm template; see the module docstring.
 
-    :param wsgi_app: gunicorn's target, e.g. `functions.wsgi:create_app()`; its module is
+    :param wsgi_app: gunicorn's target, e.g. `package.wsgi:create_app()`; its module is
         imported by the zygote.
     :param host: the loopback address to bind.
     :param log_dir: each instance's output goes to `<log_dir>/<service>.log`.
     :param session: the HTTP client used to probe readiness.
+    :param gunicorn_config: the image's gunicorn settings module, `python:package.module`;
+        empty: gunicorn's defaults.
     """
 
     def __init__(
-        self, wsgi_app: str, host: str, log_dir: Path, session: aiohttp.ClientSession
+        self,
+        wsgi_app: str,
+        host: str,
+        log_dir: Path,
+        session: aiohttp.ClientSession,
+        *,
+        gunicorn_config: str = "",
     ) -> None:
         self.wsgi_app = wsgi_app
+        self.gunicorn_config = gunicorn_config
         self.host = host
         self.log_dir = log_dir
         self.session = session
@@ -129,6 +137,7 @@ class ForkLauncher:
                     "knlocal.serving.zygote",
                     str(theirs.fileno()),
                     self.wsgi_app,
+                    self.gunicorn_config,
                 ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -204,8 +213,8 @@ class _Template:
 
     :ivar wsgi_app: gunicorn's target.
     :ivar config: gunicorn's default configuration (≈ 100 settings objects, ≈ 2 ms to build).
-    :ivar settings: the compiled gunicorn settings module of the image
-        (functions/gunicorn_conf.py); run in each instance under its own environment, since the
+    :ivar settings: the compiled gunicorn settings module of the image (empty without one);
+        run in each instance under its own environment, since the
         settings read it (CONTAINER_CONCURRENCY sets the threads).
     :ivar warm_up: the app module's `warm_up` hook, if it has one.
     """
@@ -214,6 +223,22 @@ class _Template:
     config: Any
     settings: CodeType
     warm_up: Callable[[], None] | None
+
+
+def _settings_code(gunicorn_config: str) -> CodeType:
+    """The compiled module `python:<module>` names (what gunicorn's `-c` loads); empty code
+    without one."""
+    if not gunicorn_config:
+        return compile("", "<gunicorn defaults>", "exec")
+    settings = gunicorn_config.removeprefix("python:")
+    spec = importlib.util.find_spec(settings) if gunicorn_config != settings else None
+    loader = spec.loader if spec else None
+    code = loader.get_code(settings) if isinstance(loader, importlib.abc.InspectLoader) else None
+    if not isinstance(code, CodeType):
+        raise SystemExit(
+            f"cannot load the gunicorn settings {gunicorn_config!r}: expected python:<module>"
+        )
+    return code
 
 
 class _Spare:
@@ -243,7 +268,7 @@ class _Spare:
         return self.pid
 
 
-def _serve(control_fd: int, wsgi_app: str) -> None:
+def _serve(control_fd: int, wsgi_app: str, gunicorn_config: str) -> None:
     _die_with_parent()
     # Children are reaped by the kernel: the runtime watches them by pid.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
@@ -261,13 +286,7 @@ def _serve(control_fd: int, wsgi_app: str) -> None:
     warm = warm if callable(warm) else None
     if warm is not None:
         warm()
-    settings = GUNICORN_CONFIG.removeprefix("python:")
-    spec = importlib.util.find_spec(settings)
-    loader = spec.loader if spec else None
-    code = loader.get_code(settings) if isinstance(loader, importlib.abc.InspectLoader) else None
-    if not isinstance(code, CodeType):
-        raise SystemExit(f"cannot load the gunicorn settings {settings}")
-    template = _Template(wsgi_app, Config(), code, warm)
+    template = _Template(wsgi_app, Config(), _settings_code(gunicorn_config), warm)
     # Objects that exist now are never collected in a child, so its collector never walks (and
     # so never copies) the template's pages: a young instance stays mostly shared memory.
     gc.freeze()
@@ -377,4 +396,4 @@ def _run_worker(fd: int, template: _Template) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2])
+    _serve(int(sys.argv[1]), sys.argv[2], sys.argv[3])

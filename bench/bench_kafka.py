@@ -38,13 +38,14 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tqdm import tqdm
 
 from bench.cpu import CpuMeter
-from knlocal.burst import Burst, BurstConfig, machine_info, run_burst, summarize
 from knlocal.eventing.backends.kafka import LINGER_MS, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.eventing.events import encode_kafka
 from knlocal.manifests import Broker
+from knlocal.process import RuntimeProcess
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.kafka_server import ROOT, PrivateKafka, RuntimeProcess
+from knuser_tools.burst import Burst, BurstConfig, machine_info, run_burst, summarize
+from tests.servers import ROOT, PrivateServer
 
 RESULTS = ROOT / "bench" / "results"
 #: The brokers/kafka/ ConfigMap's topic shape.
@@ -183,15 +184,16 @@ def raw_kafka_python(servers: str, count: int) -> dict[str, Any]:
 
 
 def through_runtime(
-    broker: str, kafka_server: PrivateKafka, rate: float, seconds: float
+    broker: str, kafka_server: PrivateServer, rate: float, seconds: float
 ) -> dict[str, Any]:
     """`knlocal run` with `broker`, warmed up, then `knlocal burst` at `rate` for `seconds`,
     with the CPU time each process role (Kafka's JVM included) spent on the burst."""
-    servers = kafka_server.servers
+    servers = kafka_server.url
     with tempfile.TemporaryDirectory(prefix=f"bench-{broker}-") as data:
         runtime = RuntimeProcess(
             Path(data),
             {"BROKER": broker, "STORE": "sqlite", "KAFKA_BOOTSTRAP_SERVERS": servers},
+            cwd=ROOT,
         )
         runtime.start()
         try:
@@ -258,27 +260,24 @@ def main(argv: list[str] | None = None) -> int:
             "runtime_time_to_completed_p99_ms": "<= 250 at 100 users/s",
         },
     }
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as kafka_data:
-        kafka_server = PrivateKafka(Path(kafka_data))
-        print(f"starting a Kafka of the benchmark's own on {kafka_server.servers}…", flush=True)
-        kafka_server.start()
-        try:
-            servers = kafka_server.servers
-            result["backend"] = asyncio.run(through_backend(servers, args.events))
-            result["raw_kafka_python"] = raw_kafka_python(servers, args.events)
-            result["backend_to_raw_ratio"] = round(
-                result["backend"]["events_per_second"]
-                / result["raw_kafka_python"]["events_per_second"],
-                3,
-            )
-            result["runtime_kafka"] = through_runtime(
-                "kafka", kafka_server, args.rate, args.seconds
-            )
-            result["runtime_inmemory_baseline"] = through_runtime(
-                "inmemory", kafka_server, args.rate, args.seconds
-            )
-        finally:
-            kafka_server.stop()
+    kafka_server = PrivateServer("kafka")
+    print(f"starting a Kafka of the benchmark's own on {kafka_server.url}…", flush=True)
+    kafka_server.start()
+    try:
+        servers = kafka_server.url
+        result["backend"] = asyncio.run(through_backend(servers, args.events))
+        result["raw_kafka_python"] = raw_kafka_python(servers, args.events)
+        result["backend_to_raw_ratio"] = round(
+            result["backend"]["events_per_second"]
+            / result["raw_kafka_python"]["events_per_second"],
+            3,
+        )
+        result["runtime_kafka"] = through_runtime("kafka", kafka_server, args.rate, args.seconds)
+        result["runtime_inmemory_baseline"] = through_runtime(
+            "inmemory", kafka_server, args.rate, args.seconds
+        )
+    finally:
+        kafka_server.stop()
     result["machine"]["loadavg_after"] = list(os.getloadavg())
     output = (
         args.output or ROOT / "bench" / "results" / f"kafka-{time.strftime('%Y-%m-%dT%H%M%S')}.json"

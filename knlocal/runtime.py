@@ -25,6 +25,7 @@ from knlocal.edge import json_error
 from knlocal.errors import ConfigError, ManifestError
 from knlocal.eventing.backends import registry as backends
 from knlocal.eventing.broker import BrokerTarget, RunningBroker, ingress_app
+from knlocal.eventing.correlation import Correlation
 from knlocal.eventing.delivery import Destination, effective_delivery
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.faults import FaultPlan, FaultyBroker, FaultyTarget, Injector
@@ -278,6 +279,7 @@ class Runtime:
             subscription=await broker.backend.subscribe(group, ordered=trigger.ordered),
             reply=BrokerTarget(broker, broker_url),
             ordered=trigger.ordered,
+            correlation=Correlation(self.settings.correlation_extensions),
         )
 
     def _ingress_app(self) -> web.Application:

@@ -38,9 +38,9 @@ def register(commands: Any) -> None:
     add_parser(commands).set_defaults(handler=run_command)
 
 
-def add_parser(commands: Any) -> None:
-    """Add `knlocal burst` to the CLI's subcommands."""
-    parser = commands.add_parser(
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add `knlocal burst` to the CLI's subcommands; return its parser."""
+    parser: argparse.ArgumentParser = commands.add_parser(
         "burst",
         help="create users in a burst and report how the services scaled",
         description="Create N users at a target rate against the ingress, follow every"
@@ -92,6 +92,7 @@ def add_parser(commands: Any) -> None:
         " --url, --admin and --data-dir are then its own",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
 
 
 @contextlib.contextmanager

@@ -50,13 +50,15 @@ from knlocal.eventing.filters import build_trigger_filter
 from knlocal.manifests import Broker
 from knlocal.runtime import HttpTarget
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.broker_servers import (
+from tests.servers import (
+    ROOT,
+    drop_kafka,
     drop_nats,
     drop_rabbitmq,
+    require_kafka,
     require_nats,
     require_rabbitmq,
 )
-from tests.knlocal.eventing.backends.kafka_server import ROOT, drop, require_kafka
 
 NAMESPACE = "default"
 FORMAT = JSONFormat()
@@ -333,7 +335,7 @@ def broker_name(case: BackendCase) -> Iterator[str]:
     if case is KAFKA:
         servers = Settings.from_env().kafka_bootstrap_servers
         broker = Broker(name, NAMESPACE, KAFKA_BROKER, None, None)
-        drop(
+        drop_kafka(
             servers,
             [topic_name(broker)],
             [f"knative-trigger-{NAMESPACE}-{name}-{t}" for t in _TRIGGERS],

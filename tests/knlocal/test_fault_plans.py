@@ -3,14 +3,14 @@
 The whole runtime runs as `make run FAULTS=plan.yaml` runs it (`knlocal run`, SQLite stores) on
 its own loopback ports and data folder, with one fault kind in its plan on every Trigger (or on
 the Broker's ingress). What the product claims, checked from the stores by `knlocal burst`'s own
-:func:`~knlocal.burst.check_stores` and again here by counting user rows:
+:func:`~knuser_tools.burst.check_stores` and again here by counting user rows:
 
 - every `POST /users` that got 202 ends final (none lost, none stranded pending);
 - at-least-once never means twice in effect: one user per completed operation;
 - a fault the retries absorb fails no operation; only a refused reply (the Broker's ingress
   answering 503 to every try) may fail one, and then it has no user that was decided.
 
-The Kafka backend runs on a Kafka of this module's own (tools/kafka.sh on free ports): the
+The Kafka backend runs on a Kafka of this module's own (tests/conftest.py's `private_kafka`): the
 runtime's topic and consumer groups are the manifests' fixed names, which another runtime on the
 shared Kafka would consume from too. Topics and groups are deleted between runtimes.
 
@@ -22,21 +22,16 @@ import json
 import sqlite3
 import string
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from knlocal.burst import check_stores
 from knlocal.eventing.classes import KAFKA_BROKER
-from tests.knlocal.eventing.backends.kafka_server import (
-    PrivateKafka,
-    RuntimeProcess,
-    drop,
-    require_kafka,
-)
+from knuser_tools.burst import check_stores
+from knuser_tools.runtime import KnuserRuntime
+from tests.servers import drop_kafka
 
 BURST = 10
 PER_SECOND = 10.0
@@ -72,28 +67,17 @@ def plan_text(fault: str) -> str:
     return f"seed: 14\nbrokers:\n  default/default: [{BROKER_RULES[fault]}]\n"
 
 
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKafka]:
-    require_kafka()  # the shared one runs: Java and Kafka's jars are there to start another
-    private = PrivateKafka(tmp_path_factory.mktemp("kafka-data"))
-    private.start()
-    try:
-        yield private
-    finally:
-        private.stop()
-
-
 def backend_env(request: pytest.FixtureRequest, backend: str) -> dict[str, str]:
     if backend == "inmemory":
         return {"BROKER": "inmemory"}
-    servers = request.getfixturevalue("kafka").servers
+    servers = request.getfixturevalue("private_kafka").url
     return {"BROKER": "kafka", "KAFKA_BOOTSTRAP_SERVERS": servers}
 
 
 def forget_kafka_state(servers: str) -> None:
     """Delete the Broker's topic and the Triggers' groups, so the next runtime starts afresh."""
     groups = [KAFKA_BROKER.consumer_group(*trigger.split("/")) for trigger in TRIGGERS]
-    drop(servers, ["knative-broker-default-default"], groups)
+    drop_kafka(servers, ["knative-broker-default-default"], groups)
 
 
 def name(index: int) -> str:
@@ -101,7 +85,7 @@ def name(index: int) -> str:
     return f"Fault {string.ascii_lowercase[index % 26]}{string.ascii_lowercase[index // 26]}"
 
 
-def burst(runtime: RuntimeProcess) -> list[tuple[int, Any]]:
+def burst(runtime: KnuserRuntime) -> list[tuple[int, Any]]:
     """POST BURST users at PER_SECOND; return each POST's status and answer."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         started = time.monotonic()
@@ -112,7 +96,7 @@ def burst(runtime: RuntimeProcess) -> list[tuple[int, Any]]:
         return [future.result() for future in futures]
 
 
-def wait_final(runtime: RuntimeProcess, operation_ids: list[str]) -> dict[str, Any]:
+def wait_final(runtime: KnuserRuntime, operation_ids: list[str]) -> dict[str, Any]:
     """Each operation once it is final; whatever is still pending after FINISH_SECONDS is not."""
     deadline = time.monotonic() + FINISH_SECONDS
     final: dict[str, Any] = {}
@@ -143,7 +127,7 @@ def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
     plan = tmp_path / "faults.yaml"
     plan.write_text(plan_text(fault))
     env = {**backend_env(request, backend), "STORE": "sqlite", "FAULTS": str(plan)}
-    runtime = RuntimeProcess(tmp_path / "data", env)
+    runtime = KnuserRuntime(tmp_path / "data", env)
     runtime.start()
     try:
         answers = burst(runtime)

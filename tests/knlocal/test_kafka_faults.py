@@ -26,11 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.knlocal.eventing.backends.kafka_server import (
-    PrivateKafka,
-    RuntimeProcess,
-    require_kafka,
-)
+from knuser_tools.runtime import KnuserRuntime
+from tests.servers import PrivateServer
 
 pytestmark = pytest.mark.kafka
 
@@ -45,22 +42,15 @@ FINISH_SECONDS = 120.0
 
 @pytest.fixture(scope="module")
 def runtime(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[RuntimeProcess, PrivateKafka]]:
+    tmp_path_factory: pytest.TempPathFactory, private_kafka: PrivateServer
+) -> Iterator[tuple[KnuserRuntime, PrivateServer]]:
     """A runtime on BROKER=kafka and the private Kafka it uses."""
-    require_kafka()  # the shared one runs: Java and Kafka's jars are there to start another
-    kafka = PrivateKafka(tmp_path_factory.mktemp("kafka-data"))
-    kafka.start()
-    runtime = RuntimeProcess(
+    runtime = KnuserRuntime(
         tmp_path_factory.mktemp("runtime-data"),
-        {"BROKER": "kafka", "STORE": "sqlite", "KAFKA_BOOTSTRAP_SERVERS": kafka.servers},
+        {"BROKER": "kafka", "STORE": "sqlite", "KAFKA_BOOTSTRAP_SERVERS": private_kafka.url},
     )
-    try:
-        runtime.start()
-        yield runtime, kafka
-    finally:
-        runtime.stop()
-        kafka.stop()
+    with runtime:
+        yield runtime, private_kafka
 
 
 def name(index: int) -> str:
@@ -70,7 +60,7 @@ def name(index: int) -> str:
 
 
 def burst(
-    runtime: RuntimeProcess, during: Callable[[], None] | None = None, after: int = 0
+    runtime: KnuserRuntime, during: Callable[[], None] | None = None, after: int = 0
 ) -> list[tuple[int, Any]]:
     """POST BURST users at PER_SECOND from a few threads; run `during()` after `after` POSTs.
 
@@ -87,7 +77,7 @@ def burst(
         return [future.result() for future in futures]
 
 
-def wait_finished(runtime: RuntimeProcess, operation_ids: list[str]) -> dict[str, Any]:
+def wait_finished(runtime: KnuserRuntime, operation_ids: list[str]) -> dict[str, Any]:
     """Wait until no operation is pending (bounded); return each operation."""
     deadline = time.monotonic() + FINISH_SECONDS
     finished: dict[str, Any] = {}
@@ -116,7 +106,7 @@ def users_by_operation(data_dir: Path) -> dict[str, int]:
     return counts
 
 
-def assert_completed_once(runtime: RuntimeProcess, answers: list[tuple[int, Any]]) -> None:
+def assert_completed_once(runtime: KnuserRuntime, answers: list[tuple[int, Any]]) -> None:
     """Every accepted operation completed, with exactly one user; report what was refused."""
     accepted = [body["id"] for status, body in answers if status == 202]
     refused = [(status, body) for status, body in answers if status != 202]
@@ -136,7 +126,7 @@ def assert_completed_once(runtime: RuntimeProcess, answers: list[tuple[int, Any]
 
 
 def test_kafka_killed_and_restarted_mid_burst_loses_no_accepted_operation(
-    runtime: tuple[RuntimeProcess, PrivateKafka],
+    runtime: tuple[KnuserRuntime, PrivateServer],
 ) -> None:
     """kill -9 Kafka after 10 of 50 POSTs and start it again: every 202 ends completed, once."""
     process, kafka = runtime
@@ -149,7 +139,7 @@ def test_kafka_killed_and_restarted_mid_burst_loses_no_accepted_operation(
     assert_completed_once(process, answers)
 
 
-def kill_busy_instance(runtime: RuntimeProcess, service: str, killed: list[int]) -> None:
+def kill_busy_instance(runtime: KnuserRuntime, service: str, killed: list[int]) -> None:
     """Wait (bounded) until `service` serves a request, then kill -9 its instance's group."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -162,7 +152,7 @@ def kill_busy_instance(runtime: RuntimeProcess, service: str, killed: list[int])
 
 
 def test_function_instance_killed_mid_delivery_is_redelivered(
-    runtime: tuple[RuntimeProcess, PrivateKafka],
+    runtime: tuple[KnuserRuntime, PrivateServer],
 ) -> None:
     """kill -9 user-create's instance while it serves a delivery: retried, and completed."""
     process, _ = runtime

@@ -28,8 +28,9 @@ from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.backends.kafka import MAX_UNACKED, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.manifests import Broker
+from knlocal.process import free_port
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.kafka_server import drop, free_port, require_kafka
+from tests.servers import drop_kafka, require_kafka
 
 NAMESPACE = "default"
 #: The brokers/kafka/ ConfigMap's topic settings, with fewer partitions where a test needs
@@ -58,7 +59,7 @@ def broker(settings: Settings) -> Iterator[Broker]:
     name = f"kafka-test-{uuid.uuid4().hex[:10]}"
     broker = Broker(name, NAMESPACE, KAFKA_BROKER, {"name": "kafka-broker-config"}, None)
     yield broker
-    drop(settings.kafka_bootstrap_servers, [topic_name(broker)], [group(broker, "a")])
+    drop_kafka(settings.kafka_bootstrap_servers, [topic_name(broker)], [group(broker, "a")])
 
 
 def group(broker: Broker, trigger: str) -> str:

@@ -27,3 +27,7 @@ class Correlation:
             return str(event.get_id())
         values = ", ".join(f"{name} {value}" for name, value in self.extra(event).items())
         return f"{event.get_id()} ({values})"
+
+
+#: Log lines that name no extension (the application named none).
+NO_CORRELATION = Correlation()

@@ -28,7 +28,7 @@ from functools import partial
 from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.classes import BrokerClass
-from knlocal.eventing.correlation import Correlation
+from knlocal.eventing.correlation import NO_CORRELATION, Correlation
 from knlocal.eventing.delivery import DeliverySpec, dead_letter_extensions
 from knlocal.eventing.events import (
     BaseCloudEvent,
@@ -99,7 +99,7 @@ class TriggerDispatcher:
         reply: Target,
         parallelism: int = 100,
         ordered: bool = False,
-        correlation: Correlation = Correlation(),
+        correlation: Correlation = NO_CORRELATION,
     ) -> None:
         self.name = name
         self.namespace = namespace

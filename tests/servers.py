@@ -73,34 +73,12 @@ def reachable(address: str) -> bool:
     return True
 
 
-def require_kafka() -> Settings:
-    """The runtime's settings, with the shared Kafka up; else skip (fail when `CI=true`)."""
-    settings = Settings.from_env()
-    servers = settings.kafka_bootstrap_servers
-    require_server(f"Kafka at {servers}", reachable(servers), "run `make kafka`")
-    return settings
-
-
-def require_rabbitmq() -> Settings:
-    """The runtime's settings, with the shared RabbitMQ up; else skip (fail when `CI=true`)."""
-    settings = Settings.from_env()
-    url = settings.rabbitmq_url
-    require_server(f"RabbitMQ at {url}", reachable(url), "run `make rabbitmq`")
-    return settings
-
-
-def require_nats() -> Settings:
-    """The runtime's settings, with the shared NATS up; else skip (fail when `CI=true`)."""
-    settings = Settings.from_env()
-    url = settings.nats_url
-    require_server(f"NATS at {url}", reachable(url), "run `make nats`")
-    return settings
-
-
 @dataclass(frozen=True)
 class ServerKind:
     """What differs between the servers the tools/ scripts start.
 
+    :ivar title: its name in messages.
+    :ivar setting: the field of :class:`~knlocal.settings.Settings` with the shared one's address.
     :ivar variable: the prefix of the script's variables (`<variable>_PORT`, `…_START_TIMEOUT`).
     :ivar more_ports: the script's other port variables, each given a free port too.
     :ivar url: the client address, with `{port}`.
@@ -108,6 +86,8 @@ class ServerKind:
         a `kill -9`, so a recycled pid is never killed.
     """
 
+    title: str
+    setting: str
     variable: str
     more_ports: tuple[str, ...]
     url: str
@@ -116,15 +96,49 @@ class ServerKind:
 
 #: By script name (tools/<script>.sh).
 KINDS = {
-    "kafka": ServerKind("KAFKA", ("KAFKA_CONTROLLER_PORT",), "127.0.0.1:{port}", b"kafka.Kafka"),
+    "kafka": ServerKind(
+        "Kafka",
+        "kafka_bootstrap_servers",
+        "KAFKA",
+        ("KAFKA_CONTROLLER_PORT",),
+        "127.0.0.1:{port}",
+        b"kafka.Kafka",
+    ),
     "rabbitmq": ServerKind(
+        "RabbitMQ",
+        "rabbitmq_url",
         "RABBITMQ",
         ("RABBITMQ_DIST_PORT", "RABBITMQ_EPMD_PORT"),
         "amqp://guest:guest@127.0.0.1:{port}/",
         b"rabbitmq",
     ),
-    "nats": ServerKind("NATS", (), "nats://127.0.0.1:{port}", b"nats-server"),
+    "nats": ServerKind("NATS", "nats_url", "NATS", (), "nats://127.0.0.1:{port}", b"nats-server"),
 }
+
+
+def require_shared(script: str) -> Settings:
+    """The runtime's settings, with the shared server `make <script>` runs up; else skip the
+    test (fail it when `CI=true`)."""
+    settings = Settings.from_env()
+    kind = KINDS[script]
+    address = getattr(settings, kind.setting)
+    require_server(f"{kind.title} at {address}", reachable(address), f"run `make {script}`")
+    return settings
+
+
+def require_kafka() -> Settings:
+    """:func:`require_shared` for Kafka (KAFKA_BOOTSTRAP_SERVERS)."""
+    return require_shared("kafka")
+
+
+def require_rabbitmq() -> Settings:
+    """:func:`require_shared` for RabbitMQ (RABBITMQ_URL)."""
+    return require_shared("rabbitmq")
+
+
+def require_nats() -> Settings:
+    """:func:`require_shared` for NATS (NATS_URL)."""
+    return require_shared("nats")
 
 
 class PrivateServer:

@@ -105,14 +105,14 @@ class Launcher(Protocol):
         ...
 
 
-class GunicornLauncher:
-    """Runs each instance as `gunicorn <wsgi_app>` on a loopback socket the runtime bound.
+class AppLauncher:
+    """What every launcher starts instances of: the application's WSGI app under gunicorn.
 
-    :param wsgi_app: gunicorn's target, e.g. `package.wsgi:create_app()`.
+    :param wsgi_app: gunicorn's target, e.g. `package.wsgi:create_app()` (the image's CMD).
     :param host: the loopback address to bind.
     :param log_dir: each instance's stdout/stderr go to `<log_dir>/<service>.log`.
     :param session: the HTTP client used to probe readiness.
-    :param gunicorn_config: gunicorn's `-c`, e.g. `python:package.gunicorn_conf` (the image's);
+    :param gunicorn_config: gunicorn's `-c`, `python:package.module` (the image's settings);
         empty: gunicorn's defaults.
     """
 
@@ -130,6 +130,11 @@ class GunicornLauncher:
         self.host = host
         self.log_dir = log_dir
         self.session = session
+
+
+class GunicornLauncher(AppLauncher):
+    """Runs each instance as `gunicorn <wsgi_app>` (a fresh interpreter, as the image does) on a
+    loopback socket the runtime bound."""
 
     async def start(self, name: str, env: Mapping[str, str], ready_timeout: float) -> Instance:
         """See :meth:`Launcher.start`."""

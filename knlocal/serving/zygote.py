@@ -44,13 +44,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import CodeType
 from typing import Any
 
-import aiohttp
-
 from knlocal.serving.instances import (
+    AppLauncher,
     Instance,
     InstanceStartError,
     bind_listener,
@@ -95,38 +93,18 @@ class ForkedProcess:
         return -1
 
 
-class ForkLauncher:
-    """Starts instances by forking the warm template; see the module docstring.
+class ForkLauncher(AppLauncher):
+    """Starts instances by forking the warm template; see the module docstring. The zygote
+    imports the WSGI app's module and the gunicorn settings once (see :class:`AppLauncher`)."""
 
-    :param wsgi_app: gunicorn's target, e.g. `package.wsgi:create_app()`; its module is
-        imported by the zygote.
-    :param host: the loopback address to bind.
-    :param log_dir: each instance's output goes to `<log_dir>/<service>.log`.
-    :param session: the HTTP client used to probe readiness.
-    :param gunicorn_config: the image's gunicorn settings module, `python:package.module`;
-        empty: gunicorn's defaults.
-    """
-
-    def __init__(
-        self,
-        wsgi_app: str,
-        host: str,
-        log_dir: Path,
-        session: aiohttp.ClientSession,
-        *,
-        gunicorn_config: str = "",
-    ) -> None:
-        self.wsgi_app = wsgi_app
-        self.gunicorn_config = gunicorn_config
-        self.host = host
-        self.log_dir = log_dir
-        self.session = session
-        self._zygote: subprocess.Popen[bytes] | None = None
-        self._control: socket.socket | None = None
-        self._lock = asyncio.Lock()
+    _zygote: subprocess.Popen[bytes] | None = None
+    _control: socket.socket | None = None
+    #: Made by :meth:`open`: one start at a time talks to the zygote.
+    _lock: asyncio.Lock
 
     def open(self) -> None:
         """Start the zygote (it warms up in the background while the runtime starts)."""
+        self._lock = asyncio.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "zygote.log", "ab") as log:

@@ -154,6 +154,11 @@ def test_deeply_nested_event_to_broker_ingress_is_400(runtime: KnuserRuntime, mo
     assert "nested deeper than" in _json_error(status, response_headers, response, 400)
 
 
+def _post_users(runtime: KnuserRuntime, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """`POST /users` with `body` as JSON at the public ingress."""
+    return _call(runtime.ingress, "POST", "/users", body, {"Content-Type": "application/json"})
+
+
 def _logged(runtime: KnuserRuntime, containing: str) -> tuple[list[str], str]:
     """Wait (bounded) for log lines of the runtime containing `containing`; those, and the log."""
     deadline = time.monotonic() + WAIT_SECONDS
@@ -220,13 +225,7 @@ def test_dot_segments_are_removed_before_routing(runtime: KnuserRuntime) -> None
 
 def test_twenty_megabyte_body_is_a_json_413(runtime: KnuserRuntime) -> None:
     before = _operations(runtime)
-    status, headers, body = _call(
-        runtime.ingress,
-        "POST",
-        "/users",
-        b"x" * (20 * 1024 * 1024),
-        {"Content-Type": "application/json"},
-    )
+    status, headers, body = _post_users(runtime, b"x" * (20 * 1024 * 1024))
     _json_error(status, headers, body, 413)
     assert _operations(runtime) == before
 
@@ -234,13 +233,7 @@ def test_twenty_megabyte_body_is_a_json_413(runtime: KnuserRuntime) -> None:
 def test_body_over_the_function_limit_is_a_json_413(runtime: KnuserRuntime) -> None:
     """Under the ingress's limit but over operation-create's (64 KiB, MAX_BODY_BYTES)."""
     name = "x" * (100 * 1024)
-    status, headers, body = _call(
-        runtime.ingress,
-        "POST",
-        "/users",
-        json.dumps({"name": name}).encode(),
-        {"Content-Type": "application/json"},
-    )
+    status, headers, body = _post_users(runtime, json.dumps({"name": name}).encode())
     _json_error(status, headers, body, 413)
 
 
@@ -292,13 +285,7 @@ def test_blank_name_means_what_the_openapi_says(runtime: KnuserRuntime) -> None:
     schema = Draft202012Validator(spec["components"]["schemas"]["CreateUserRequest"])
     for name, accepted in (("\u0085", False), (" \u3000\t", False), ("\ufeff", True)):
         assert schema.is_valid({"name": name}) is accepted
-        status, headers, body = _call(
-            runtime.ingress,
-            "POST",
-            "/users",
-            json.dumps({"name": name}).encode(),
-            {"Content-Type": "application/json"},
-        )
+        status, headers, body = _post_users(runtime, json.dumps({"name": name}).encode())
         if accepted:
             assert status == 202, body
         else:

@@ -18,7 +18,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from knlocal.settings import Settings
 from knuser_tools.runtime import KnuserRuntime
-from tests.servers import require_nats, require_rabbitmq
+from tests.servers import require_shared
 
 #: The events one user creation puts on the Broker (triggers/), by type.
 FLOW_TYPES = {
@@ -35,7 +35,7 @@ def runtime(
 ) -> Iterator[KnuserRuntime]:
     """`knlocal run` with BROKER=rabbitmq, then BROKER=nats, on the shared servers."""
     kind: str = request.param
-    (require_rabbitmq if kind == "rabbitmq" else require_nats)()
+    require_shared(kind)
     with KnuserRuntime(tmp_path_factory.mktemp(f"{kind}-e2e"), {"BROKER": kind}) as process:
         yield process
 

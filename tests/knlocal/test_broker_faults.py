@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from knuser_tools.runtime import KnuserRuntime
-from tests.knlocal.test_kafka_faults import assert_completed_once, burst, name
-from tests.servers import PrivateServer, require_nats, require_rabbitmq
+from tests.flows import name, post_users
+from tests.knlocal.test_kafka_faults import BURST, PER_SECOND, assert_completed_once
+from tests.servers import PrivateServer, require_shared
 
 #: The runtime's settings per backend, given the private server's URL.
 URL_VARIABLE = {"rabbitmq": "RABBITMQ_URL", "nats": "NATS_URL"}
@@ -35,7 +36,7 @@ RABBITMQ_RESTART_DEFECT = pytest.mark.skip(
 def server(request: pytest.FixtureRequest) -> Iterator[PrivateServer]:
     """A private server of each kind (the shared one's package is installed to start it)."""
     kind: str = request.param
-    (require_rabbitmq if kind == "rabbitmq" else require_nats)()
+    require_shared(kind)
     private = PrivateServer(kind)
     private.start()
     try:
@@ -63,7 +64,7 @@ def test_s3_3_s3_4_server_killed_and_restarted_mid_burst_loses_no_accepted_opera
             server.kill()
             server.start()
 
-        answers = burst(runtime, during=crash_and_restart, after=10)
+        answers = post_users(runtime, BURST, PER_SECOND, crash_and_restart, after=10)
         assert_completed_once(runtime, answers)
     finally:
         runtime.stop()

@@ -17,20 +17,14 @@ shared Kafka would consume from too. Topics and groups are deleted between runti
 Bounded: 10 users per burst at 10/s, seeded plans, every wait capped at 30 s.
 """
 
-import concurrent.futures
-import json
-import sqlite3
-import string
-import time
-from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from knlocal.eventing.classes import KAFKA_BROKER
 from knuser_tools.burst import check_stores
 from knuser_tools.runtime import KnuserRuntime
+from tests.flows import post_users, users_by_operation, wait_final
 from tests.servers import drop_kafka
 
 BURST = 10
@@ -80,45 +74,6 @@ def forget_kafka_state(servers: str) -> None:
     drop_kafka(servers, ["knative-broker-default-default"], groups)
 
 
-def name(index: int) -> str:
-    """A name the approval rules accept (letters only), distinct per index."""
-    return f"Fault {string.ascii_lowercase[index % 26]}{string.ascii_lowercase[index // 26]}"
-
-
-def burst(runtime: KnuserRuntime) -> list[tuple[int, Any]]:
-    """POST BURST users at PER_SECOND; return each POST's status and answer."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        started = time.monotonic()
-        futures = []
-        for index in range(BURST):
-            time.sleep(max(0.0, started + index / PER_SECOND - time.monotonic()))
-            futures.append(pool.submit(runtime.create_user, name(index)))
-        return [future.result() for future in futures]
-
-
-def wait_final(runtime: KnuserRuntime, operation_ids: list[str]) -> dict[str, Any]:
-    """Each operation once it is final; whatever is still pending after FINISH_SECONDS is not."""
-    deadline = time.monotonic() + FINISH_SECONDS
-    final: dict[str, Any] = {}
-    while len(final) < len(operation_ids) and time.monotonic() < deadline:
-        for operation_id in set(operation_ids) - set(final):
-            operation = runtime.operation(operation_id)
-            if operation["status"] != "pending":
-                final[operation_id] = operation
-        time.sleep(0.2)
-    return final
-
-
-def user_rows(data_dir: Path) -> dict[str, int]:
-    with closing(sqlite3.connect(data_dir / "users.sqlite3")) as db:
-        rows = db.execute("SELECT body FROM records").fetchall()
-    counts: dict[str, int] = {}
-    for (body,) in rows:
-        operation_id = json.loads(body)["operationId"]
-        counts[operation_id] = counts.get(operation_id, 0) + 1
-    return counts
-
-
 @pytest.mark.parametrize("fault", [*TRIGGER_RULES, *BROKER_RULES])
 @pytest.mark.parametrize("backend", ["inmemory", pytest.param("kafka", marks=pytest.mark.kafka)])
 def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
@@ -130,9 +85,9 @@ def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
     runtime = KnuserRuntime(tmp_path / "data", env)
     runtime.start()
     try:
-        answers = burst(runtime)
+        answers = post_users(runtime, BURST, PER_SECOND)
         accepted = [body["id"] for status, body in answers if status == 202]
-        final = wait_final(runtime, accepted)
+        final = wait_final(runtime, accepted, FINISH_SECONDS)
         injected = runtime.status()["faults"]
     finally:
         runtime.stop()
@@ -148,6 +103,6 @@ def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
     assert verdict["ok"], verdict
     failed = {i: op for i, op in final.items() if op["status"] == "failed"}
     assert not failed, failed  # 5 retries (of 20 % each) absorb even the ingress's 503s
-    users = user_rows(runtime.data_dir)
+    users = users_by_operation(runtime.data_dir)
     completed = [i for i in accepted if final[i]["status"] == "completed"]
     assert {i: users.get(i) for i in completed} == dict.fromkeys(completed, 1)

@@ -18,15 +18,12 @@ shared Kafka is never touched. Bounded: 30 users per burst, every wait capped.
 
 import concurrent.futures
 import json
-import sqlite3
-import string
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +32,7 @@ from typing import Any
 import pytest
 
 from knuser_tools.runtime import KnuserRuntime
+from tests.flows import name, records
 from tests.knlocal.test_kafka_faults import kill_busy_instance
 from tests.servers import PrivateServer
 
@@ -73,12 +71,6 @@ class Outcome:
             f" {self.duplicates} | stranded {self.stranded} | wrongly failed {self.wrongly_failed}"
             f" | re-driven by the sweep {redriven}"
         )
-
-
-def name(index: int) -> str:
-    """A name the approval rules accept (letters only), distinct per index."""
-    letters = string.ascii_lowercase
-    return f"Outbox {letters[index // 26 % 26]}{letters[index % 26]}"
 
 
 def post_user(runtime: KnuserRuntime, key: str, user: str) -> tuple[int, Any]:
@@ -128,21 +120,12 @@ def burst(
             if during is not None and index == FAULT_AFTER:
                 fault = pool.submit(during)
             time.sleep(max(0.0, started + index / PER_SECOND - time.monotonic()))
-            futures[name(index)] = pool.submit(
-                create_with_retries, runtime, f"{prefix}-{index}", name(index)
+            futures[name(index, "Outbox")] = pool.submit(
+                create_with_retries, runtime, f"{prefix}-{index}", name(index, "Outbox")
             )
         if fault is not None:
             fault.result()
         return {user: future.result() for user, future in futures.items()}
-
-
-def records(data_dir: Path, service: str) -> list[dict[str, Any]]:
-    """Every record of a service's SQLite file, read behind the runtime's back."""
-    path = data_dir / f"{service}.sqlite3"
-    if not path.exists():
-        return []
-    with closing(sqlite3.connect(path)) as db:
-        return [json.loads(body) for (body,) in db.execute("SELECT body FROM records")]
 
 
 def settle(runtime: KnuserRuntime, operation_ids: set[str]) -> int:

@@ -13,11 +13,11 @@ pages serving touches are already its own (copy-on-write) when it becomes an ins
 For each instance the runtime binds a loopback socket and sends its descriptor with the
 instance's environment over a Unix socket; the zygote hands both to the spare, answers with its
 pid, and forks the next spare. The spare becomes the instance: it loads the app and serves it
-with gunicorn's own `gthread` worker on that socket.
+on that socket with gunicorn's own worker, the class the gunicorn settings name (e.g. `gthread`).
 
 The instance runs the worker in-process, without gunicorn's arbiter. The image's
-`gunicorn -c functions.gunicorn_conf` runs an arbiter that forks that same worker (one worker,
-functions/gunicorn_conf.py); here the revision is the supervisor (it replaces dead instances, as
+`gunicorn -c <gunicorn-config> <wsgi-app>` (the application's `[tool.knlocal]`) runs an arbiter
+that forks that same worker (with one worker configured); here the revision is the supervisor (it replaces dead instances, as
 the kubelet restarts a container), so the arbiter's fork, its signal pipe and its heartbeat
 would only add ≈ 25 ms to every cold start. The worker, its settings, its HTTP parser and the
 WSGI app are the image's.

@@ -17,10 +17,10 @@ on that socket with gunicorn's own worker, the class the gunicorn settings name 
 
 The instance runs the worker in-process, without gunicorn's arbiter. The image's
 `gunicorn -c <gunicorn-config> <wsgi-app>` (the application's `[tool.knlocal]`) runs an arbiter
-that forks that same worker (with one worker configured); here the revision is the supervisor (it replaces dead instances, as
-the kubelet restarts a container), so the arbiter's fork, its signal pipe and its heartbeat
-would only add ≈ 25 ms to every cold start. The worker, its settings, its HTTP parser and the
-WSGI app are the image's.
+that forks that same worker (with one worker configured); here the revision is the supervisor
+(it replaces dead instances, as the kubelet restarts a container), so the arbiter's fork, its
+signal pipe and its heartbeat would only add ≈ 25 ms to every cold start. The worker, its
+settings, its HTTP parser and the WSGI app are the image's.
 
 Every child leads its own session (so signals reach only it) and asks the kernel to SIGTERM it
 when the zygote dies; the zygote asks the same when the runtime dies. A crashed runtime therefore

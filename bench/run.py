@@ -98,24 +98,16 @@ def cold_start(starts: int, function: str = "user-approve") -> dict[str, Any]:
     async def measure(launcher_kind: str) -> list[float]:
         data = Path(tempfile.mkdtemp(prefix="bench-cold-"))
         async with aiohttp.ClientSession() as session:
-            launcher: ForkLauncher | GunicornLauncher
-            if launcher_kind == "fork":
-                launcher = ForkLauncher(
-                    APP["wsgi_app"],
-                    "127.0.0.1",
-                    data / "logs",
-                    session,
-                    gunicorn_config=APP["gunicorn_config"],
-                )
+            kind = ForkLauncher if launcher_kind == "fork" else GunicornLauncher
+            launcher = kind(
+                APP["wsgi_app"],
+                "127.0.0.1",
+                data / "logs",
+                session,
+                gunicorn_config=APP["gunicorn_config"],
+            )
+            if isinstance(launcher, ForkLauncher):
                 launcher.open()
-            else:
-                launcher = GunicornLauncher(
-                    APP["wsgi_app"],
-                    "127.0.0.1",
-                    data / "logs",
-                    session,
-                    gunicorn_config=APP["gunicorn_config"],
-                )
             seconds = []
             try:
                 # One start first, not counted: the zygote imports while the runtime starts.

@@ -27,22 +27,14 @@ def plot(report: dict[str, Any], operations: list[Operation], path: Path) -> Non
         )
         instances, in_flight, completions = axes
         times = [s["t"] for s in samples]
+        series = ((instances, "ready", 2.0, True), (in_flight, "in_flight", 1.4, False))
         for name in services:
-            instances.step(
-                times,
-                [s["ready"][name] for s in samples],
-                where="post",
-                color=colours[name],
-                linewidth=2,
-                label=name,
-            )
-            in_flight.step(
-                times,
-                [s["in_flight"][name] for s in samples],
-                where="post",
-                color=colours[name],
-                linewidth=1.4,
-            )
+            for axis, key, width, labelled in series:
+                values = [s[key][name] for s in samples]
+                label = name if labelled else None
+                axis.step(
+                    times, values, where="post", color=colours[name], linewidth=width, label=label
+                )
         if not services:
             instances.text(
                 0.5,

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def add_installed_commands(commands: Any) -> None:
+def add_installed_commands(commands: object) -> None:
     """Add the commands of every `knlocal.commands` entry point; one that fails to load is
     left out with a warning, so that it cannot break `knlocal run`."""
     for entry in importlib.metadata.entry_points(group=COMMANDS_GROUP):

@@ -36,13 +36,13 @@ from nats.js.api import StreamConfig
 
 from bench.bench_kafka import through_runtime
 from knlocal.apis.eventing import Broker
-from knlocal.burst import machine_info
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER, RABBITMQ_BROKER
 from knlocal.eventing.events import encode_binary
 from knlocal.settings import Settings
+from knuser_tools.burst import machine_info
 
 RESULTS = Path(__file__).parent / "results"
 NATS_TEMPLATE = {"channel-template-spec": "kind: NatsJetStreamChannel\n"}

@@ -44,12 +44,13 @@ from tqdm import tqdm
 
 from bench.cpu import CpuMeter
 from knlocal.apis.eventing import Broker
-from knlocal.burst import Burst, BurstConfig, machine_info, run_burst, summarize
 from knlocal.eventing.backends.kafka import LINGER_MS, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.eventing.events import encode_kafka
+from knlocal.process import RuntimeProcess
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.kafka_server import ROOT, PrivateKafka, RuntimeProcess
+from knuser_tools.burst import Burst, BurstConfig, machine_info, run_burst, summarize
+from tests.servers import ROOT, PrivateServer
 
 RESULTS = ROOT / "bench" / "results"
 #: The brokers/kafka/ ConfigMap's topic shape.
@@ -275,16 +276,17 @@ def _steps(burst: Callable[..., BurstConfig], broker: str, steps: Sequence[int])
 
 
 def through_runtime(
-    broker: str, kafka_server: PrivateKafka, rate: float, seconds: float, steps: Sequence[int]
+    broker: str, kafka_server: PrivateServer, rate: float, seconds: float, steps: Sequence[int]
 ) -> dict[str, Any]:
     """`knlocal run` with `broker`, warmed up, then `knlocal burst` at `rate` for `seconds`,
     with the CPU time each process role (Kafka's JVM included) spent on the burst; then the
     sustained-rate steps and the memory at rest and at peak."""
-    servers = kafka_server.servers
+    servers = kafka_server.url
     with tempfile.TemporaryDirectory(prefix=f"bench-{broker}-") as data:
         runtime = RuntimeProcess(
             Path(data),
             {"BROKER": broker, "STORE": "sqlite", "KAFKA_BOOTSTRAP_SERVERS": servers},
+            cwd=ROOT,
         )
         runtime.start()
         try:
@@ -367,28 +369,27 @@ def main(argv: list[str] | None = None) -> int:
             "runtime_at_rest_rss_mb": "<= 300",
         },
     }
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as kafka_data:
-        kafka_server = PrivateKafka(Path(kafka_data))
-        print(f"starting a Kafka of the benchmark's own on {kafka_server.servers}…", flush=True)
-        kafka_server.start()
-        try:
-            servers = kafka_server.servers
-            result["backend"] = asyncio.run(through_backend(servers, args.events))
-            result["raw_kafka_python"] = raw_kafka_python(servers, args.events)
-            result["backend_to_raw_ratio"] = round(
-                result["backend"]["events_per_second"]
-                / result["raw_kafka_python"]["events_per_second"],
-                3,
-            )
-            steps = [int(step) for step in args.steps.split(",") if step]
-            result["runtime_kafka"] = through_runtime(
-                "kafka", kafka_server, args.rate, args.seconds, steps
-            )
-            result["runtime_inmemory_baseline"] = through_runtime(
-                "inmemory", kafka_server, args.rate, args.seconds, steps
-            )
-        finally:
-            kafka_server.stop()
+    kafka_server = PrivateServer("kafka")
+    print(f"starting a Kafka of the benchmark's own on {kafka_server.url}…", flush=True)
+    kafka_server.start()
+    try:
+        servers = kafka_server.url
+        result["backend"] = asyncio.run(through_backend(servers, args.events))
+        result["raw_kafka_python"] = raw_kafka_python(servers, args.events)
+        result["backend_to_raw_ratio"] = round(
+            result["backend"]["events_per_second"]
+            / result["raw_kafka_python"]["events_per_second"],
+            3,
+        )
+        steps = [int(step) for step in args.steps.split(",") if step]
+        result["runtime_kafka"] = through_runtime(
+            "kafka", kafka_server, args.rate, args.seconds, steps
+        )
+        result["runtime_inmemory_baseline"] = through_runtime(
+            "inmemory", kafka_server, args.rate, args.seconds, steps
+        )
+    finally:
+        kafka_server.stop()
     result["machine"]["loadavg_after"] = list(os.getloadavg())
     output = (
         args.output or ROOT / "bench" / "results" / f"kafka-{time.strftime('%Y-%m-%dT%H%M%S')}.json"

@@ -4,11 +4,14 @@ knlocal run [--broker inmemory|kafka] [--store sqlite|dynamodb] [--profile local
             [--faults FILE]
 knlocal status [--watch]
 knlocal watch [--namespace NS] [--once]   (a Knative cluster's pods; needs a kubeconfig)
-knlocal burst [-n N] [--rate R] [--concurrency C] [--url URL] [--admin URL] [--data-dir DIR]
+
+and the commands installed packages add (see :data:`COMMANDS_GROUP`), e.g. the application's
+`knlocal burst` (knuser_tools/burst/).
 """
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import signal
@@ -17,7 +20,6 @@ import time
 import urllib.error
 import urllib.request
 
-from knlocal import burst
 from knlocal.errors import LocalRuntimeError
 from knlocal.eventing import faults
 from knlocal.settings import BROKERS, PROFILES, STORES, Settings
@@ -25,6 +27,12 @@ from knlocal.status import StatusSnapshot
 from knlocal.tables import table
 
 log = logging.getLogger("knlocal")
+
+#: The entry-point group of the commands other packages add to `knlocal` (in their
+#: pyproject.toml: `[project.entry-points."knlocal.commands"]`). Each entry names a function
+#: that gets the subparsers, adds its parser, and sets `handler` (a function of the parsed
+#: arguments returning the exit code) with `parser.set_defaults(handler=...)`.
+COMMANDS_GROUP = "knlocal.commands"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,14 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
     )
 
-    burst.add_parser(commands)
+    add_installed_commands(commands)
 
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             return _run(args)
-        if args.command == "burst":
-            return burst.run_command(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            code: int = handler(args)
+            return code
         if args.command == "watch":
             # Imported here: the kubernetes client is slow to import and only watch needs it.
             from knlocal.watch import watch
@@ -137,6 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     except LocalRuntimeError as exc:
         print(f"knlocal: {exc}", file=sys.stderr)
         return 2
+
+
+def add_installed_commands(commands: object) -> None:
+    """Add the commands of every `knlocal.commands` entry point; one that fails to load is
+    left out with a warning, so that it cannot break `knlocal run`."""
+    for entry in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        try:
+            entry.load()(commands)
+        except Exception as exc:  # a plugin's import error is its own, whatever it is
+            print(
+                f"knlocal: command {entry.name!r} ({entry.value}) left out: {exc!r}",
+                file=sys.stderr,
+            )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -171,10 +194,12 @@ async def _serve(settings: Settings, plan: "faults.FaultPlan | None" = None) -> 
         loop.add_signal_handler(sig, stop.set)
     await runtime.start()
     s = settings
+    routes = ", ".join(
+        f"{r.method or '*'} {r.path_exact or f'{r.path_prefix}*'}" for r in runtime.system.routes
+    )
     print(
         f"knlocal: ready (broker {s.broker}, store {s.store}, profile {s.profile})\n"
-        f"  public API      http://{s.host}:{s.ingress_port}"
-        "   (POST /users, GET /operations/<id>)\n"
+        f"  public API      http://{s.host}:{s.ingress_port}   ({routes})\n"
         + "".join(f"  broker {name:<9} {url}\n" for name, url in runtime.broker_urls.items())
         + f"  status/metrics  http://{s.host}:{s.admin_port}/status  /metrics\n"
         f"  services        {', '.join(runtime.revisions)} (at zero until needed)\n"

@@ -20,5 +20,5 @@ class BackendError(LocalRuntimeError):
     retriable: bool = True
 
 
-class BurstError(LocalRuntimeError):
-    """`knlocal burst` could not run: e.g. the runtime it started did not get ready."""
+class RuntimeStartError(LocalRuntimeError):
+    """A `knlocal run` started as a child process (knlocal/process.py) did not get ready."""

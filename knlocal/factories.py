@@ -10,6 +10,7 @@ from knlocal.apis.serving import KnativeService
 from knlocal.eventing.backends import registry as backends
 from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.broker import BrokerTarget, RunningBroker
+from knlocal.eventing.correlation import NO_CORRELATION, Correlation
 from knlocal.eventing.delivery import effective_delivery
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.faults import FaultyBroker, FaultyTarget, Injector
@@ -68,6 +69,7 @@ async def trigger_dispatcher(
     broker_url: str,
     faults: Injector | None = None,
     reply: Target | None = None,
+    correlation: Correlation = NO_CORRELATION,
 ) -> TriggerDispatcher:
     """The dispatcher of `trigger`, subscribed to its consumer group of `broker`.
 
@@ -100,6 +102,7 @@ async def trigger_dispatcher(
         subscription=subscription,
         reply=reply if reply is not None else BrokerTarget(broker, broker_url),
         ordered=trigger.ordered,
+        correlation=correlation,
     )
 
 

@@ -24,6 +24,7 @@ from knlocal.apis.loader import System
 from knlocal.apis.sources import PingSource
 from knlocal.errors import ConfigError
 from knlocal.eventing.broker import RunningBroker, ingress_app
+from knlocal.eventing.correlation import Correlation
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.faults import FaultPlan, Injector
 from knlocal.factories import open_broker, revision_environment, trigger_dispatcher
@@ -102,7 +103,12 @@ class Runtime:
             url = self.broker_urls[f"{trigger.namespace}/{trigger.broker}"]
             self.dispatchers.append(
                 await trigger_dispatcher(
-                    trigger, running, resolver, broker_url=url, faults=self.faults
+                    trigger,
+                    running,
+                    resolver,
+                    broker_url=url,
+                    faults=self.faults,
+                    correlation=Correlation(self.settings.correlation_extensions),
                 )
             )
         for dispatcher in self.dispatchers:
@@ -124,7 +130,19 @@ class Runtime:
             self.system.config_map(SERVING_NAMESPACE, CONFIG_AUTOSCALER)
         )
         caps = ScaleCaps.from_configmap(self.system.config_map(*SCALE_CAPS))
-        launcher = ForkLauncher(s.wsgi_app, s.host, s.data_dir / "logs", session)
+        if not s.wsgi_app:
+            raise ConfigError(
+                "no WSGI app to run in the Services' containers: expected `wsgi-app` in"
+                f" [tool.knlocal] of {s.manifests / 'pyproject.toml'} or KNLOCAL_WSGI_APP;"
+                " found neither"
+            )
+        launcher = ForkLauncher(
+            s.wsgi_app,
+            s.host,
+            s.data_dir / "logs",
+            session,
+            gunicorn_config=s.gunicorn_config,
+        )
         launcher.open()
         self._launcher = launcher
         sinks = {

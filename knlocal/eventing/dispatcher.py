@@ -28,6 +28,7 @@ from functools import partial
 from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.classes import BrokerClass
+from knlocal.eventing.correlation import NO_CORRELATION, Correlation
 from knlocal.eventing.deadletter import dead_letter_extensions
 from knlocal.eventing.delivery import DeliverySpec
 from knlocal.eventing.events import (
@@ -53,16 +54,6 @@ from knlocal.eventing.sender import (
 )
 
 log = logging.getLogger("knlocal.eventing")
-
-#: The extension naming the operation an event belongs to (functions/catalog.py): every log
-#: line about an event carries it, as the functions' JSON lines do, so that one operation's path
-#: can be followed across the runtime and the functions with one grep.
-OPERATION_ID_EXTENSION = "operationid"
-
-
-def _about(event: BaseCloudEvent) -> dict[str, object]:
-    """The `extra` of a log line about `event`: its operation id."""
-    return {"operationid": event.get_extension(OPERATION_ID_EXTENSION)}
 
 
 @dataclass
@@ -109,6 +100,7 @@ class TriggerDispatcher:
         reply: Target,
         parallelism: int = 100,
         ordered: bool = False,
+        correlation: Correlation = NO_CORRELATION,
     ) -> None:
         self.name = name
         self.namespace = namespace
@@ -122,6 +114,7 @@ class TriggerDispatcher:
         self.reply = reply
         self.parallelism = parallelism
         self.ordered = ordered
+        self.correlation = correlation
         self.stats = TriggerStats()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_by_key: dict[Hashable, asyncio.Task[None]] = {}
@@ -164,11 +157,10 @@ class TriggerDispatcher:
         except Exception:
             # A bug must not stop the trigger; the event stays unacked for redelivery.
             log.exception(
-                "%s: dispatch of %s failed (operationid %s)",
+                "%s: dispatch of %s failed",
                 self.name,
-                received.event.get_id(),
-                received.event.get_extension(OPERATION_ID_EXTENSION),
-                extra=_about(received.event),
+                self.correlation.label(received.event),
+                extra=self.correlation.extra(received.event),
             )
         finally:
             slots.release()
@@ -185,13 +177,12 @@ class TriggerDispatcher:
                 self.stats.delivered += 1
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
-                        "%s: delivered %s (operationid %s) to %s in %.1f ms",
+                        "%s: delivered %s to %s in %.1f ms",
                         self.name,
-                        event.get_id(),
-                        event.get_extension(OPERATION_ID_EXTENSION),
+                        self.correlation.label(event),
                         self.subscriber.url,
                         (time.monotonic() - started) * 1000,
-                        extra=_about(event),
+                        extra=self.correlation.extra(event),
                     )
         finally:
             self.stats.in_flight -= 1
@@ -236,9 +227,8 @@ class TriggerDispatcher:
             body,
             self.policy,
             check,
-            about=f"{self.name}: {event.get_id()} (operationid"
-            f" {event.get_extension(OPERATION_ID_EXTENSION)})",
-            log_extra=_about(event),
+            about=f"{self.name}: {self.correlation.label(event)}",
+            log_extra=self.correlation.extra(event),
         )
         self.stats.retried += sent.attempts - 1
         return sent
@@ -292,13 +282,12 @@ class TriggerDispatcher:
         if self.dead_letter is None:
             self.stats.dropped += 1
             log.warning(
-                "%s: dropped %s (operationid %s) after %s from %s (no dead-letter sink)",
+                "%s: dropped %s after %s from %s (no dead-letter sink)",
                 self.name,
-                event.get_id(),
-                event.get_extension(OPERATION_ID_EXTENSION),
+                self.correlation.label(event),
                 answer.status or answer.error,
                 destination,
-                extra=_about(event),
+                extra=self.correlation.extra(event),
             )
             return
         extensions = (
@@ -319,22 +308,20 @@ class TriggerDispatcher:
         if sent.failure is None:
             self.stats.dead_lettered += 1
             log.warning(
-                "%s: dead-lettered %s (operationid %s) to %s after %s from %s",
+                "%s: dead-lettered %s to %s after %s from %s",
                 self.name,
-                event.get_id(),
-                event.get_extension(OPERATION_ID_EXTENSION),
+                self.correlation.label(event),
                 self.dead_letter.url,
                 answer.status or answer.error,
                 destination,
-                extra=_about(event),
+                extra=self.correlation.extra(event),
             )
             return
         self.stats.dropped += 1
         log.error(
-            "%s: dead-letter sink %s refused %s (operationid %s); event dropped",
+            "%s: dead-letter sink %s refused %s; event dropped",
             self.name,
             self.dead_letter.url,
-            event.get_id(),
-            event.get_extension(OPERATION_ID_EXTENSION),
-            extra=_about(event),
+            self.correlation.label(event),
+            extra=self.correlation.extra(event),
         )

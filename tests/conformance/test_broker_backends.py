@@ -51,13 +51,15 @@ from knlocal.eventing.retries import backoff_seconds
 from knlocal.factories import running_broker, trigger_dispatcher
 from knlocal.resolver import Resolver
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.broker_servers import (
+from tests.servers import (
+    ROOT,
+    drop_kafka,
     drop_nats,
     drop_rabbitmq,
+    require_kafka,
     require_nats,
     require_rabbitmq,
 )
-from tests.knlocal.eventing.backends.kafka_server import ROOT, drop, require_kafka
 
 NAMESPACE = "default"
 FORMAT = JSONFormat()
@@ -334,7 +336,7 @@ def broker_name(case: BackendCase) -> Iterator[str]:
     if case is KAFKA:
         servers = Settings.from_env().kafka_bootstrap_servers
         broker = Broker(name, NAMESPACE, KAFKA_BROKER, None, None)
-        drop(
+        drop_kafka(
             servers,
             [topic_name(broker)],
             [f"knative-trigger-{NAMESPACE}-{name}-{t}" for t in _TRIGGERS],

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from functions.registry import FUNCTIONS
-from tests.conftest import require_server
 from tests.deploy.api_models import serving, validate, validate_as, validate_filters
+from tests.servers import require_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_IMAGE = "dev.local/knuser-functions:0.1.0"

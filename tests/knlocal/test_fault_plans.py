@@ -5,7 +5,7 @@ its own loopback ports and data folder, with one fault kind in its plan on every
 the Broker's ingress), on BROKER=inmemory, kafka, rabbitmq and nats: the shared servers
 (`make kafka rabbitmq nats`; a missing one skips its cases, and fails them when `CI=true`).
 What the product claims, checked from the stores by `knlocal burst`'s own
-:func:`~knlocal.burst.check_stores` and again here by counting user rows:
+:func:`~knuser_tools.burst.check_stores` and again here by counting user rows:
 
 - every `POST /users` that got 202 ends final (none lost, none stranded pending);
 - at-least-once never means twice in effect: one user per completed operation;
@@ -22,15 +22,9 @@ its case checks the records were delivered again, counted, and still one user pe
 Bounded: 20 users per burst at 10/s, seeded plans, every wait capped at 60 s.
 """
 
-import concurrent.futures
-import json
 import shutil
-import sqlite3
-import string
-import time
 import uuid
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +32,21 @@ import pytest
 import yaml
 
 from knlocal.apis.eventing import Broker
-from knlocal.burst import check_stores
 from knlocal.eventing.backends.kafka import topic_name
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.eventing.classes import KAFKA_BROKER, RABBITMQ_BROKER
-from tests.knlocal.eventing.backends.broker_servers import (
+from knuser_tools.burst import check_stores
+from knuser_tools.runtime import KnuserRuntime
+from tests.flows import post_users, users_by_operation, wait_final
+from tests.servers import (
+    ROOT,
+    drop_kafka,
     drop_nats,
     drop_rabbitmq,
+    require_kafka,
     require_nats,
     require_rabbitmq,
-)
-from tests.knlocal.eventing.backends.kafka_server import (
-    ROOT,
-    RuntimeProcess,
-    drop,
-    require_kafka,
 )
 
 BURST = 20
@@ -102,6 +95,7 @@ def isolated_manifests(folder: Path, suffix: str) -> Path:
     """
     for part in ("knative", "sources", "brokers"):
         shutil.copytree(ROOT / part, folder / part)
+    shutil.copy(ROOT / "pyproject.toml", folder)  # [tool.knlocal]: what the Services run
     (folder / "triggers").mkdir()
     broker = f"faults-{suffix}"
     for path in [*(folder / "brokers").glob("*/*.yaml"), folder / "knative" / "sinkbinding.yaml"]:
@@ -126,7 +120,7 @@ def forget_server_state(backend: str, env: dict[str, str], suffix: str) -> None:
     triggers = [f"{t}-{suffix}" for t in TRIGGERS]
     if backend == "kafka":
         groups = [KAFKA_BROKER.consumer_group(NAMESPACE, t) for t in triggers]
-        drop(env["KAFKA_BOOTSTRAP_SERVERS"], [topic_name(broker)], groups)
+        drop_kafka(env["KAFKA_BOOTSTRAP_SERVERS"], [topic_name(broker)], groups)
     elif backend == "rabbitmq":
         queues = [RABBITMQ_BROKER.consumer_group(NAMESPACE, t) for t in triggers]
         drop_rabbitmq(env["RABBITMQ_URL"], [exchange_name(broker)], queues)
@@ -144,45 +138,6 @@ def backend_env(backend: str) -> dict[str, str]:
         "RABBITMQ_URL": settings.rabbitmq_url,
         "NATS_URL": settings.nats_url,
     }
-
-
-def name(index: int) -> str:
-    """A name the approval rules accept (letters only), distinct per index."""
-    return f"Fault {string.ascii_lowercase[index % 26]}{string.ascii_lowercase[index // 26]}"
-
-
-def burst(runtime: RuntimeProcess) -> list[tuple[int, Any]]:
-    """POST BURST users at PER_SECOND; return each POST's status and answer."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        started = time.monotonic()
-        futures = []
-        for index in range(BURST):
-            time.sleep(max(0.0, started + index / PER_SECOND - time.monotonic()))
-            futures.append(pool.submit(runtime.create_user, name(index)))
-        return [future.result() for future in futures]
-
-
-def wait_final(runtime: RuntimeProcess, operation_ids: list[str]) -> dict[str, Any]:
-    """Each operation once it is final; whatever is still pending after FINISH_SECONDS is not."""
-    deadline = time.monotonic() + FINISH_SECONDS
-    final: dict[str, Any] = {}
-    while len(final) < len(operation_ids) and time.monotonic() < deadline:
-        for operation_id in set(operation_ids) - set(final):
-            operation = runtime.operation(operation_id)
-            if operation["status"] != "pending":
-                final[operation_id] = operation
-        time.sleep(0.2)
-    return final
-
-
-def user_rows(data_dir: Path) -> dict[str, int]:
-    with closing(sqlite3.connect(data_dir / "users.sqlite3")) as db:
-        rows = db.execute("SELECT body FROM records").fetchall()
-    counts: dict[str, int] = {}
-    for (body,) in rows:
-        operation_id = json.loads(body)["operationId"]
-        counts[operation_id] = counts.get(operation_id, 0) + 1
-    return counts
 
 
 CASES = [
@@ -206,12 +161,12 @@ def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
         "FAULTS": str(plan),
         "MANIFESTS": str(isolated_manifests(tmp_path / "manifests", suffix)),
     }
-    runtime = RuntimeProcess(tmp_path / "data", env)
+    runtime = KnuserRuntime(tmp_path / "data", env)
     try:
         runtime.start()
-        answers = burst(runtime)
+        answers = post_users(runtime, BURST, PER_SECOND)
         accepted = [body["id"] for status, body in answers if status == 202]
-        final = wait_final(runtime, accepted)
+        final = wait_final(runtime, accepted, FINISH_SECONDS)
         injected = runtime.status()["faults"]
     finally:
         runtime.stop()
@@ -228,6 +183,6 @@ def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
     assert verdict["ok"], verdict
     failed = {i: op for i, op in final.items() if op["status"] == "failed"}
     assert not failed, failed  # 5 retries (of 20 % each) absorb even the ingress's 503s
-    users = user_rows(runtime.data_dir)
+    users = users_by_operation(runtime.data_dir)
     completed = [i for i in accepted if final[i]["status"] == "completed"]
     assert {i: users.get(i) for i in completed} == dict.fromkeys(completed, 1)

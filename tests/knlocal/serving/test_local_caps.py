@@ -8,7 +8,7 @@ from knlocal.serving.autoscaler.config import AutoscalerDefaults
 from knlocal.serving.autoscaler.spec import RevisionScaling
 from knlocal.serving.local_caps import CONFIG_MAP, MAX_SCALE_ANNOTATION, ScaleCaps
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.kafka_server import ROOT
+from tests.servers import ROOT
 
 
 def test_the_local_profile_caps_every_service_and_the_cluster_keeps_its_max_scale() -> None:

@@ -24,6 +24,9 @@ from knlocal.serving.revision import ACTIVATOR_QUEUE_DEPTH, Response, Revision
 from knlocal.serving.zygote import ForkLauncher
 
 WSGI_APP = "tests.knlocal.serving.wsgi_sleeper:create_app()"
+#: The function image's gunicorn settings (gthread, CONTAINER_CONCURRENCY threads), as knuser's
+#: [tool.knlocal] in pyproject.toml gives them to the runtime.
+GUNICORN_CONFIG = "python:functions.gunicorn_conf"
 #: Start at zero, as the project's Services do (knative/config-autoscaler.yaml).
 CONFIG = {"allow-zero-initial-scale": "true"}
 #: Bound on every wait, so a broken revision fails the test instead of hanging it.
@@ -59,7 +62,9 @@ async def running_revision(
         service.template.annotations, cc, AutoscalerDefaults.from_configmap(CONFIG)
     )
     async with aiohttp.ClientSession() as session:
-        launcher = ForkLauncher(WSGI_APP, "127.0.0.1", log_dir, session)
+        launcher = ForkLauncher(
+            WSGI_APP, "127.0.0.1", log_dir, session, gunicorn_config=GUNICORN_CONFIG
+        )
         launcher.open()
         # gunicorn gets more threads than containerConcurrency: the activator alone must keep
         # the limit.

@@ -32,8 +32,9 @@ from knlocal.eventing.backends.kafka import MAX_UNACKED, KafkaBackend, topic_nam
 from knlocal.eventing.backends.kafka.supervisor import DataPlaneProcess
 from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.eventing.delivery import ObjectRef
+from knlocal.process import free_port
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.kafka_server import drop, free_port, require_kafka
+from tests.servers import drop_kafka, require_kafka
 
 NAMESPACE = "default"
 #: The Broker's `spec.config`: the ConfigMap of its topic settings.
@@ -64,7 +65,7 @@ def broker(settings: Settings) -> Iterator[Broker]:
     name = f"kafka-test-{uuid.uuid4().hex[:10]}"
     broker = Broker(name, NAMESPACE, KAFKA_BROKER, CONFIG_REF, None)
     yield broker
-    drop(settings.kafka_bootstrap_servers, [topic_name(broker)], [group(broker, "a")])
+    drop_kafka(settings.kafka_bootstrap_servers, [topic_name(broker)], [group(broker, "a")])
 
 
 def group(broker: Broker, trigger: str) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from functions.stores.base import OperationStore, UserStore
 from functions.stores.sqlite import SqliteTable
-from knlocal.burst import check_stores
+from knuser_tools.burst import check_stores
 
 
 def test_check_stores_lists_the_operations_that_break_a_claim(tmp_path: Path) -> None:

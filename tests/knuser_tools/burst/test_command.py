@@ -7,71 +7,25 @@ out; the test reads the burst's own JSON report and checks its PNG.
 """
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from knlocal.burst import BurstConfig, run_burst
+from knlocal.process import DEFAULT_SWITCHES
+from knuser_tools.burst import BurstConfig, run_burst
+from knuser_tools.runtime import PROJECT, KnuserRuntime
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-#: Bound on waiting for the runtime to start and to stop.
-WAIT_SECONDS = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A `knlocal run` on free ports; yields its ingress and admin addresses."""
-    ingress, broker, admin = _free_port(), _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "INGRESS_PORT": str(ingress),
-        "BROKER_PORT": str(broker),
-        "ADMIN_PORT": str(admin),
-        "DATA_DIR": str(tmp_path / "data"),
-        "BROKER": "inmemory",
-        "STORE": "sqlite",
-        "PROFILE": "local",
-    }
-    log_path = tmp_path / "runtime.log"
-    with open(log_path, "w") as log:
-        # Output to a file, not a pipe: a pipe nobody reads would block the runtime once full.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "knlocal.cli", "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while "knlocal: ready" not in log_path.read_text():
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "runtime not ready in time"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{ingress}", f"http://127.0.0.1:{admin}"
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with KnuserRuntime(tmp_path / "data", DEFAULT_SWITCHES) as process:
+        yield process.ingress, process.admin
 
 
 def test_a_burst_scales_services_from_zero_to_several_and_back(
@@ -138,7 +92,7 @@ def test_burst_under_a_fault_plan_starts_its_own_runtime_and_checks_its_stores(
             *(sys.executable, "-m", "knlocal.cli", "burst", "--faults", str(plan)),
             *("-n", "12", "--rate", "12", "--settle", "0", "--no-progress", "--out", str(tmp_path)),
         ],
-        cwd=ROOT,
+        cwd=PROJECT,
         capture_output=True,
         text=True,
         timeout=180,
@@ -153,6 +107,7 @@ def test_burst_under_a_fault_plan_starts_its_own_runtime_and_checks_its_stores(
 def test_burst_with_a_missing_fault_plan_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "knlocal.cli", "burst", "--faults", str(tmp_path / "none.yaml")],
+        cwd=PROJECT,
         capture_output=True,
         text=True,
         timeout=60,

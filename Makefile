@@ -13,7 +13,7 @@ export BROKER ?= inmemory
 export STORE ?= sqlite
 
 .PHONY: help install run status test test-unit lint format kafka kafka-stop dynamodb dynamodb-stop clean
-.PHONY: rabbitmq rabbitmq-stop nats nats-stop
+.PHONY: rabbitmq rabbitmq-stop nats nats-stop zipkin zipkin-stop trace
 .PHONY: dynamodb-tables
 .PHONY: burst bench
 
@@ -68,6 +68,12 @@ nats: ## start nats-server with JetStream (Debian's package, installed if missin
 
 nats-stop: ## stop it
 	bash tools/nats.sh stop
+
+zipkin: ## start a Zipkin server on 127.0.0.1:9411 (traces; `make run` exports to it), fetched from Maven Central
+	bash tools/zipkin.sh start
+
+zipkin-stop: ## stop it
+	bash tools/zipkin.sh stop
 
 dynamodb: ## start DynamoDB Local on 127.0.0.1:8000, fetched from Maven Central
 	bash tools/dynamodb.sh start

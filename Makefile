@@ -34,7 +34,10 @@ run: $(STAMP) ## run the whole system locally (BROKER=…, STORE=…, FAULTS=pla
 	@if [ "$(BROKER)" = rabbitmq ]; then bash tools/rabbitmq.sh status >/dev/null || { echo "BROKER=rabbitmq needs RabbitMQ: run 'make rabbitmq' first"; exit 1; }; fi
 	@if [ "$(BROKER)" = nats ]; then bash tools/nats.sh status >/dev/null || { echo "BROKER=nats needs NATS: run 'make nats' first"; exit 1; }; fi
 	@if [ "$(STORE)" = dynamodb ]; then bash tools/dynamodb.sh status >/dev/null || { echo "STORE=dynamodb needs DynamoDB Local: run 'make dynamodb' first"; exit 1; }; fi
-	exec $(BIN)/knlocal run
+	@# Traces go to Zipkin when it runs (make zipkin) and the OTEL_* variables choose nothing else.
+	@if [ -z "$${OTEL_TRACES_EXPORTER:-}" ] && bash tools/zipkin.sh status >/dev/null; then \
+		echo "tracing: exporting to Zipkin (http://127.0.0.1:9411/zipkin/); knlocal trace <operation-id>"; \
+		export OTEL_TRACES_EXPORTER=zipkin; fi; exec $(BIN)/knlocal run
 
 status: $(STAMP) ## live table of services and triggers of a running `make run`
 	$(BIN)/knlocal status --watch

@@ -11,7 +11,7 @@ import time
 
 from flask import Flask
 
-from functions import app
+from functions import app, tracing
 from functions.registry import load_function
 from functions.settings import Settings
 
@@ -65,4 +65,5 @@ def create_app() -> Flask:
     """Build the app of the function named by the environment."""
     configure_logging()
     settings = Settings.from_env()
+    tracing.configure(settings.function, os.environ)
     return app.create_app(load_function(settings), settings)

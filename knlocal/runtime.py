@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from knlocal import edge, manifests
+from knlocal import edge, manifests, tracing
 from knlocal.edge import json_error
 from knlocal.errors import ConfigError, ManifestError
 from knlocal.eventing.backends import registry as backends
@@ -129,6 +129,8 @@ class Runtime:
 
         :raises ConfigError, ManifestError, BackendError: with a message naming what to fix.
         """
+        if tracing.configure(os.environ):  # the OTEL_* variables; off (no-op hooks) otherwise
+            log.info("tracing: spans exported by %s", tracing.exporter_name(os.environ))
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             auto_decompress=False,
@@ -199,7 +201,13 @@ class Runtime:
                 "DYNAMODB_ENDPOINT": s.dynamodb_endpoint,
                 "LOG_LEVEL": s.log_level,
             }
-            env.update({k: v for k, v in os.environ.items() if k in PASSTHROUGH_ENV})
+            env.update(
+                {
+                    k: v
+                    for k, v in os.environ.items()
+                    if k in PASSTHROUGH_ENV or k.startswith("OTEL_")
+                }
+            )
             if service.name in sinks:
                 env["K_SINK"] = sinks[service.name]
             scaling = RevisionScaling.resolve(
@@ -266,6 +274,7 @@ class Runtime:
             subscription=await broker.backend.subscribe(group, ordered=trigger.ordered),
             reply=BrokerTarget(broker, broker_url),
             ordered=trigger.ordered,
+            broker=trigger.broker,
         )
 
     def _ingress_app(self) -> web.Application:
@@ -292,9 +301,11 @@ class Runtime:
                         {"Allow": allowed},
                     )
                 revision = self.revisions[chosen.service]
-            response = await revision.handle(
-                request.method, path_qs, request.headers, await request.read()
-            )
+            with tracing.ingress_span(request.method, path, request.headers) as span:
+                response = await revision.handle(
+                    request.method, path_qs, request.headers, await request.read()
+                )
+                tracing.response(span, response.status)
             return web.Response(
                 status=response.status, headers=response.headers, body=response.body
             )
@@ -340,3 +351,4 @@ class Runtime:
             await broker.backend.close()
         if self._session is not None:
             await self._session.close()
+        tracing.shutdown()

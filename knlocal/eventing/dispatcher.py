@@ -25,6 +25,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
+from knlocal import tracing
 from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.classes import BrokerClass
@@ -92,6 +93,7 @@ class TriggerDispatcher:
     :param reply: the Broker, where replies go (its ingress, §2.6).
     :param parallelism: deliveries in flight at once (unordered); 1 per key when ordered.
     :param ordered: deliver events with the same ordering key one after another.
+    :param broker: the Broker's name, for spans.
     """
 
     def __init__(
@@ -108,8 +110,11 @@ class TriggerDispatcher:
         reply: Target,
         parallelism: int = 100,
         ordered: bool = False,
+        broker: str = "",
     ) -> None:
         self.name = name
+        #: The Broker's name: `messaging.destination.name` of the Trigger's spans.
+        self.broker_name = broker
         self.namespace = namespace
         self.broker_class = broker_class
         self.filter = event_filter
@@ -174,7 +179,17 @@ class TriggerDispatcher:
 
     async def handle(self, event: BaseCloudEvent) -> None:
         """Filter and deliver one event; return once delivered, dead-lettered or dropped."""
-        if self.filter.evaluate(event.get_attributes()) is FilterResult.FAIL:
+        if not tracing.enabled():
+            await self._handle(event)
+            return
+        with tracing.consume_span(self.name, self.broker_name, event):
+            await self._handle(event)
+
+    async def _handle(self, event: BaseCloudEvent) -> None:
+        started_ns = time.time_ns()
+        passed = self.filter.evaluate(event.get_attributes()) is not FilterResult.FAIL
+        tracing.filter_result(self.name, passed, started_ns)
+        if not passed:
             self.stats.filtered_out += 1
             return
         self.stats.in_flight += 1
@@ -287,6 +302,13 @@ class TriggerDispatcher:
 
     async def _dead_letter(self, event: BaseCloudEvent, destination: str, failure: Failure) -> None:
         """Send the original event, with the error extensions, to the dead-letter sink."""
+        answer = failure.answer
+        with tracing.dead_letter_span(self.name, destination, answer.status):
+            await self._send_dead_letter(event, destination, failure)
+
+    async def _send_dead_letter(
+        self, event: BaseCloudEvent, destination: str, failure: Failure
+    ) -> None:
         answer = failure.answer
         if self.dead_letter is None:
             self.stats.dropped += 1

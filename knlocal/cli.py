@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from knlocal import burst
+from knlocal import burst, trace_view
 from knlocal.errors import LocalRuntimeError
 from knlocal.eventing import faults
 from knlocal.settings import BROKERS, PROFILES, STORES, Settings
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     burst.add_parser(commands)
+    trace_view.add_parser(commands)
 
     args = parser.parse_args(argv)
     try:
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "burst":
             return burst.run_command(args)
+        if args.command == "trace":
+            return trace_view.run_command(args)
         if args.command == "watch":
             # Imported here: the kubernetes client is slow to import and only watch needs it.
             from knlocal.watch import watch

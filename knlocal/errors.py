@@ -22,3 +22,7 @@ class BackendError(LocalRuntimeError):
 
 class BurstError(LocalRuntimeError):
     """`knlocal burst` could not run: e.g. the runtime it started did not get ready."""
+
+
+class TraceNotFound(LocalRuntimeError):
+    """`knlocal trace`: no tracing backend answers, or it has no trace of the operation."""

@@ -11,8 +11,8 @@ While it is on, one operation is one trace:
     activator          activator operation-create        INTERNAL (+ `hold`, cold start event)
     (function spans)   …
     broker-ingress     publish default                   PRODUCER: the event's `traceparent`
-    broker-filter      process default                   CONSUMER, one per Trigger and event
-    broker-filter        filter <trigger>                INTERNAL: pass / fail
+    broker-filter      process default                   CONSUMER, per event a Trigger's filter
+                                                         passes (the filter: an event of it)
     broker-filter        POST                            CLIENT: one per delivery attempt
     broker-filter        dead-letter <trigger>           INTERNAL, around the dead-letter sends
 
@@ -269,29 +269,37 @@ def publish_span(broker: str, system: str, event: BaseCloudEvent) -> Any:
     return _publish(broker, system, event)
 
 
-def consume_span(trigger: str, broker: str, event: BaseCloudEvent) -> Any:
-    """A Trigger's CONSUMER span for one event (parent: the event's `traceparent`)."""
-    if not _tracers:
-        return contextlib.nullcontext()
+@contextlib.contextmanager
+def _consume(trigger: str, broker: str, event: BaseCloudEvent, filtered_ns: int) -> Iterator[Span]:
     carrier = {k: str(event.get_extension(k) or "") for k in TRACE_EXTENSIONS}
     attributes = {
         **_event_attributes(event),
         "messaging.operation.type": "process",
         "messaging.destination.name": broker,
         "messaging.consumer.group.name": trigger,
+        "knative.filter.result": "pass",
     }
-    return _span("broker-filter", f"process {broker}", "CONSUMER", attributes, _extract(carrier))
+    from opentelemetry.trace import SpanKind
+
+    tracer = _tracers["broker-filter"]
+    with tracer.start_as_current_span(
+        f"process {broker}",
+        context=_extract(carrier),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        start_time=filtered_ns,
+    ) as span:
+        # The filter, evaluated in microseconds just before: an event of the span.
+        span.add_event(f"filter {trigger}: pass", timestamp=filtered_ns)
+        yield span
 
 
-def filter_result(trigger: str, passed: bool, started_ns: int) -> None:
-    """A Trigger filter's span, recorded after the fact (evaluating it takes microseconds)."""
+def consume_span(trigger: str, broker: str, event: BaseCloudEvent, filtered_ns: int) -> Any:
+    """A Trigger's CONSUMER span for an event its filter passed (parent: the event's
+    `traceparent`), from the filter's evaluation at `filtered_ns` on."""
     if not _tracers:
-        return
-    attributes = {"knative.trigger": trigger, "knative.filter.result": "pass" if passed else "fail"}
-    span = _tracers["broker-filter"].start_span(
-        f"filter {trigger}", start_time=started_ns, attributes=attributes
-    )
-    span.end()
+        return contextlib.nullcontext()
+    return _consume(trigger, broker, event, filtered_ns)
 
 
 def attempt_span(url: str, attempt: int, backoff_seconds: float) -> Any:

@@ -12,7 +12,8 @@
 # Environment:
 #   ZIPKIN_VERSION        io.zipkin:zipkin-server version (default 3.6.1)
 #   ZIPKIN_PORT           port (default 9411)
-#   ZIPKIN_JAVA_OPTS      JVM options (default -Xmx256m -Xms64m)
+#   ZIPKIN_JAVA_OPTS      JVM options (default -Xmx768m -Xms64m)
+#   ZIPKIN_MAX_SPANS      spans kept in memory, oldest dropped first (default 200000; ~1 KiB each)
 #   ZIPKIN_START_TIMEOUT  seconds to wait for readiness (default 90)
 #   PYTHON                python for the readiness probe (default .venv/bin/python, else python3)
 #
@@ -27,13 +28,14 @@ NAME=zipkin
 # shellcheck source-path=SCRIPTDIR source=service-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/service-common.sh"
 
-usage() { sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 ZIPKIN_VERSION=${ZIPKIN_VERSION:-3.6.1}
 ZIPKIN_PORT=${ZIPKIN_PORT:-9411}
-ZIPKIN_JAVA_OPTS=${ZIPKIN_JAVA_OPTS:--Xmx256m -Xms64m}
+ZIPKIN_JAVA_OPTS=${ZIPKIN_JAVA_OPTS:--Xmx768m -Xms64m}
+ZIPKIN_MAX_SPANS=${ZIPKIN_MAX_SPANS:-200000}
 ZIPKIN_START_TIMEOUT=${ZIPKIN_START_TIMEOUT:-90}
-for v in ZIPKIN_PORT ZIPKIN_START_TIMEOUT; do
+for v in ZIPKIN_PORT ZIPKIN_START_TIMEOUT ZIPKIN_MAX_SPANS; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
 done
 
@@ -89,7 +91,7 @@ start() {
     local java_opts
     read -r -a java_opts <<<"$ZIPKIN_JAVA_OPTS"
     say "starting Zipkin $ZIPKIN_VERSION on http://127.0.0.1:$ZIPKIN_PORT (in memory)…"
-    STORAGE_TYPE=mem QUERY_PORT="$ZIPKIN_PORT" launch java "${java_opts[@]}" \
+    STORAGE_TYPE=mem MEM_MAX_SPANS="$ZIPKIN_MAX_SPANS" QUERY_PORT="$ZIPKIN_PORT" launch java "${java_opts[@]}" \
         -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true -jar "$JAR" \
         "--armeria.ports[0].port=$ZIPKIN_PORT" "--armeria.ports[0].ip=127.0.0.1" \
         "--armeria.ports[0].protocols[0]=http"

@@ -30,7 +30,7 @@ def test_hooks_are_no_ops_while_off() -> None:
     for hook in (
         tracing.ingress_span("POST", "/users", headers),
         tracing.activator_span("user-create"),
-        tracing.consume_span("default/user-create", "default", event),
+        tracing.consume_span("default/user-create", "default", event, 0),
         tracing.attempt_span("http://x", 2, 0.4),
         tracing.dead_letter_span("default/user-create", "http://x", 503),
         tracing.incoming(headers),

@@ -114,11 +114,15 @@ image: ## build the function image IMAGE with docker, else podman (BASE_IMAGE=lo
 			"(as root: bash tools/podman.sh install)"; exit 1; \
 	fi
 
-manifests: ## print the YAML `make deploy` applies (BROKER=kafka|inmemory, IMAGE=…)
-	@BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh
+manifests: ## print the YAML `make deploy` applies (BROKER=kafka|inmemory, IMAGE=…, TRACING=otlp)
+	@BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' bash deploy/render.sh
 
 deploy: $(STAMP) ## apply the manifests to kubectl's current cluster; switches BROKER on a live cluster (BROKER=kafka|inmemory, IMAGE=…)
-	BROKER='$(BROKER)' IMAGE='$(IMAGE)' PYTHON='$(BIN)/python' bash deploy/deploy.sh
+	BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' PYTHON='$(BIN)/python' bash deploy/deploy.sh
+
+.PHONY: tracing-config
+tracing-config: ## Knative's own tracing (activator, broker) to the OTLP collector deploy/tracing/ names; deploy with TRACING=otlp for the functions'
+	kubectl apply -f deploy/tracing/config-observability.yaml
 
 undeploy: ## delete what deploy created (nothing of the Knative install: the bundle has none of it)
 	BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh | kubectl delete --ignore-not-found -f -

@@ -10,6 +10,7 @@
 #           dev.local/knuser-functions:0.1.0: Knative does not resolve dev.local to a digest, so
 #           a cluster whose nodes have that image loaded runs it as it is)
 #   KUSTOMIZE  a kustomize command to use instead of finding one (e.g. "kustomize build")
+#   TRACING    otlp: the functions export spans over OTLP (deploy/tracing/); default: none
 #
 # Runs no cluster command: only kustomize, which `kubectl kustomize` bundles. Without kubectl or
 # kustomize, kustomize is built once from the Go module proxy into .cache/bin (needs Go).
@@ -78,6 +79,21 @@ images:
     ${image_field}
 EOF
     target=$tmp
+fi
+
+if [[ "${TRACING:-}" == otlp ]]; then
+    # Another throwaway overlay: the chosen target plus the tracing component.
+    traced=$(mktemp -d)
+    trap 'rm -rf "${tmp:-}" "$traced"' EXIT
+    cat >"$traced/kustomization.yaml" <<EOF
+resources:
+  - $(realpath --relative-to="$traced" "$target")
+components:
+  - $(realpath --relative-to="$traced" "$ROOT/deploy/tracing")
+EOF
+    target=$traced
+elif [[ -n "${TRACING:-}" && "${TRACING:-}" != none ]]; then
+    die "TRACING must be otlp or none (got '$TRACING')"
 fi
 
 # shellcheck disable=SC2046  # the kustomize command is words on purpose ("kubectl kustomize")

@@ -47,9 +47,26 @@ def configure(service: str, environ: Mapping[str, str]) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    # The service alone: the SDK's default attributes would be tags of every exported span.
+    provider = TracerProvider(resource=Resource({"service.name": service}))
     provider.add_span_processor(BatchSpanProcessor(_exporter(name, environ)))
     _tracer = provider.get_tracer("functions")
+
+
+def warm_up(environ: Mapping[str, str]) -> None:
+    """Import the SDK and the exporter ahead of need, when spans will be recorded.
+
+    Run in knlocal's warm template: every instance forked from it then finds them imported
+    (about 100 ms of CPU per cold start otherwise).
+    """
+    name = environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
+    if name in ("", "none"):
+        return
+    import opentelemetry.sdk.trace.export
+    import opentelemetry.trace.propagation.tracecontext  # noqa: F401
+
+    with contextlib.suppress(ValueError):
+        _exporter(name, environ)
 
 
 def _exporter(name: str, environ: Mapping[str, str]) -> Any:

@@ -57,6 +57,7 @@ def warm_up() -> None:
 
     load_catalog()
     _create_user_schema()
+    tracing.warm_up(os.environ)
     dynamodb.warm_up()
     app.warm_up()
 

@@ -77,7 +77,8 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     for service in ("ingress", "activator", "broker-ingress", "broker-filter"):
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        # The service alone: the SDK's default attributes would be tags of every exported span.
+        provider = TracerProvider(resource=Resource({"service.name": service}))
         # One processor (and exporter) per service: Zipkin's exporter names a whole batch
         # after the service of its first span.
         provider.add_span_processor(BatchSpanProcessor(span_exporter(name, environ)))
@@ -177,20 +178,54 @@ def _event_attributes(event: BaseCloudEvent) -> dict[str, Any]:
     return attributes
 
 
-@contextlib.contextmanager
+class _Current:
+    """A started span as the current one while entered; ended on exit (an error: ERROR).
+
+    The SDK's `start_as_current_span` does the same through two generator-based context
+    managers; this is the hot path of every hop, so it is done by hand.
+    """
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.token: object = None
+
+    def __enter__(self) -> Span:
+        from opentelemetry import context, trace
+
+        self.token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        from opentelemetry import context
+        from opentelemetry.trace import Status, StatusCode
+
+        if error is not None:
+            self.span.record_exception(error)
+            self.span.set_status(
+                Status(StatusCode.ERROR, f"{kind.__name__ if kind else ''}: {error}")
+            )
+        self.span.end()
+        context.detach(self.token)  # type: ignore[arg-type]
+
+
 def _span(
     service: str,
     name: str,
     kind: str,
     attributes: Mapping[str, Any],
     context: Context | None = None,
-) -> Iterator[Span]:
+    start_time: int | None = None,
+) -> _Current:
     from opentelemetry.trace import SpanKind
 
-    with _tracers[service].start_as_current_span(
-        name, context=context, kind=SpanKind[kind], attributes=attributes
-    ) as span:
-        yield span
+    span = _tracers[service].start_span(
+        name, context=context, kind=SpanKind[kind], attributes=attributes, start_time=start_time
+    )
+    return _Current(span)
 
 
 def ingress_span(method: str, path: str, headers: Mapping[str, str]) -> Any:
@@ -279,15 +314,8 @@ def _consume(trigger: str, broker: str, event: BaseCloudEvent, filtered_ns: int)
         "messaging.consumer.group.name": trigger,
         "knative.filter.result": "pass",
     }
-    from opentelemetry.trace import SpanKind
-
-    tracer = _tracers["broker-filter"]
-    with tracer.start_as_current_span(
-        f"process {broker}",
-        context=_extract(carrier),
-        kind=SpanKind.CONSUMER,
-        attributes=attributes,
-        start_time=filtered_ns,
+    with _span(
+        "broker-filter", f"process {broker}", "CONSUMER", attributes, _extract(carrier), filtered_ns
     ) as span:
         # The filter, evaluated in microseconds just before: an event of the span.
         span.add_event(f"filter {trigger}: pass", timestamp=filtered_ns)

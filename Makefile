@@ -13,7 +13,7 @@ export BROKER ?= inmemory
 export STORE ?= sqlite
 
 .PHONY: help install run status test test-unit lint format kafka kafka-stop dynamodb dynamodb-stop clean
-.PHONY: rabbitmq rabbitmq-stop nats nats-stop zipkin zipkin-stop trace
+.PHONY: rabbitmq rabbitmq-stop nats nats-stop zipkin zipkin-stop
 .PHONY: dynamodb-tables
 .PHONY: burst bench
 

@@ -19,7 +19,7 @@ from knlocal.errors import TraceNotFound
 ZIPKIN_URL = "http://127.0.0.1:9411"
 #: How far back Zipkin looks for traces tagged with the operation id (ms): a day.
 LOOKBACK_MS = 86_400_000
-_BAR = 24
+_BAR = 20
 
 
 def _get(url: str, timeout: float = 5.0) -> Any:
@@ -117,8 +117,6 @@ def rows(spans: list[dict[str, Any]]) -> list[Row]:
 
 def _status(tags: Mapping[str, str]) -> str:
     code = tags.get("http.response.status_code", "")
-    if "knative.filter.result" in tags:
-        return tags["knative.filter.result"]
     if "error" in tags or tags.get("otel.status_code") == "ERROR":
         return f"ERROR {code or tags.get('error', '')}".strip()
     return code or "ok"
@@ -135,7 +133,7 @@ def render(table: list[Row]) -> str:
     """The waterfall: offset, duration, a bar on the trace's time line, service, span, status."""
     total = max((r.start_ms + r.duration_ms for r in table), default=0.0) or 1.0
     service_width = max((len(r.service) for r in table), default=7)
-    name_width = max((2 * r.depth + len(r.name) for r in table), default=4)
+    name_width = max((r.depth + len(r.name) for r in table), default=4)
     lines = [
         f"{'start ms':>9} {'dur ms':>8}  {'':{_BAR}}  {'service':{service_width}}  "
         f"{'span':{name_width}}  status / retries"
@@ -144,7 +142,7 @@ def render(table: list[Row]) -> str:
         first = int(r.start_ms / total * _BAR)
         width = max(1, round(r.duration_ms / total * _BAR))
         bar = (" " * first + "█" * width)[:_BAR]
-        span = "  " * r.depth + r.name
+        span = " " * r.depth + r.name
         detail = "  ".join(x for x in (r.status, r.retries) if x)
         lines.append(
             f"{r.start_ms:9.1f} {r.duration_ms:8.1f}  {bar:{_BAR}}  {r.service:{service_width}}  "

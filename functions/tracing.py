@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from functions.errors import ConfigError
 from functions.stores.base import Record, Table
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def warm_up(environ: Mapping[str, str]) -> None:
     import opentelemetry.sdk.trace.export
     import opentelemetry.trace.propagation.tracecontext  # noqa: F401
 
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ConfigError):  # said by the instance itself, when it starts
         _exporter(name, environ)
 
 
@@ -80,9 +81,13 @@ def _exporter(name: str, environ: Mapping[str, str]) -> Any:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-    return ConsoleSpanExporter()
+        return ConsoleSpanExporter()
+    raise ConfigError(
+        f"OTEL_TRACES_EXPORTER: expected zipkin, otlp, console or none; found {name!r}"
+    )
 
 
 def trace_id(traceparent: object) -> str | None:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from knlocal.errors import ConfigError
 from knlocal.eventing.events import BaseCloudEvent, replace_attributes
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
-    raise ValueError(
+    raise ConfigError(
         f"OTEL_TRACES_EXPORTER: expected zipkin, otlp, console or none; found {name!r}"
     )
 

@@ -6,7 +6,10 @@ objects, so an untraced runtime pays one function call and one test per hook.
 
 import contextlib
 
+import pytest
+
 from knlocal import tracing
+from knlocal.errors import ConfigError
 from knlocal.eventing.events import BaseCloudEvent, decode_http
 
 
@@ -42,3 +45,9 @@ def test_the_exporter_is_chosen_by_otel_traces_exporter() -> None:
     assert tracing.exporter_name({"OTEL_TRACES_EXPORTER": "zipkin"}) == "zipkin"
     assert tracing.exporter_name({"OTEL_TRACES_EXPORTER": " OTLP,console"}) == "otlp"
     assert tracing.exporter_name({"OTEL_TRACES_EXPORTER": "none"}) is None
+
+
+def test_an_unknown_exporter_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="expected zipkin, otlp, console or none; found 'jaeger'"):
+        tracing.configure({"OTEL_TRACES_EXPORTER": "jaeger"})
+    assert not tracing.enabled()

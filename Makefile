@@ -35,7 +35,7 @@ run: $(STAMP) ## run the whole system locally (BROKER=…, STORE=…, FAULTS=pla
 	@if [ "$(BROKER)" = nats ]; then bash tools/nats.sh status >/dev/null || { echo "BROKER=nats needs NATS: run 'make nats' first"; exit 1; }; fi
 	@if [ "$(STORE)" = dynamodb ]; then bash tools/dynamodb.sh status >/dev/null || { echo "STORE=dynamodb needs DynamoDB Local: run 'make dynamodb' first"; exit 1; }; fi
 	@# Traces go to Zipkin when it runs (make zipkin) and the OTEL_* variables choose nothing else.
-	@if [ -z "$${OTEL_TRACES_EXPORTER:-}" ] && bash tools/zipkin.sh status >/dev/null; then \
+	@if [ -z "$${OTEL_TRACES_EXPORTER:-}" ] && timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/9411" 2>/dev/null; then \
 		echo "tracing: exporting to Zipkin (http://127.0.0.1:9411/zipkin/); knlocal trace <operation-id>"; \
 		export OTEL_TRACES_EXPORTER=zipkin; fi; exec $(BIN)/knlocal run
 

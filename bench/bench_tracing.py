@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -57,15 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="pairs of runs (default 2)")
     parser.add_argument("--rate", type=float, default=50, help="users/s (default 50)")
     parser.add_argument("--seconds", type=float, default=10, help="burst length (default 10)")
+    parser.add_argument(
+        "--ratio",
+        type=float,
+        default=None,
+        help="sample this fraction of traces (parentbased_traceidratio) instead of every one",
+    )
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     args = parser.parse_args(argv)
     if not ZIPKIN_PID.exists():
         parser.error("Zipkin is not running: start it with `make zipkin`")
     scratch = Path(tempfile.mkdtemp(prefix="bench-tracing-"))
     load_before = os.getloadavg()
+    traced = dict(TRACED)
+    if args.ratio is not None:
+        traced |= {
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": str(args.ratio),
+        }
     runs: dict[str, list[dict[str, Any]]] = {"untraced": [], "traced": []}
     for _ in range(args.rounds):
-        for kind, env in (("untraced", UNTRACED), ("traced", TRACED)):
+        for kind, env in (("untraced", UNTRACED), ("traced", traced)):
             runs[kind].append(measure(env, args.rate, args.seconds, scratch))
     medians = {k: statistics.median(system_cpu_per_user(r) for r in v) for k, v in runs.items()}
     zipkin = statistics.median(
@@ -73,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ratio = medians["traced"] / medians["untraced"]
     result = {
-        "what": "CPU ms per user, untraced vs traced (every operation sampled, exported to Zipkin)",
-        "command": "python -m bench.bench_tracing " + " ".join(argv or []),
+        "what": "CPU ms per user, untraced vs traced (exported to Zipkin)",
+        "sampler": traced["OTEL_TRACES_SAMPLER"],
+        "sampler_arg": traced.get("OTEL_TRACES_SAMPLER_ARG"),
+        "command": " ".join(
+            ["python -m bench.bench_tracing", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "machine": machine_info(load_before, os.getloadavg()),
         "note": "machine shared with other work: compare within this run only",
         "rate_per_s": args.rate,

@@ -139,15 +139,18 @@ def cold_start(starts: int, function: str = "user-approve") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def local_runtime() -> Iterator[tuple[str, str, int]]:
-    """`knlocal run` on free ports with its own data folder; yields ingress, admin, pid."""
+def local_runtime(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, int]]:
+    """`knlocal run` on free ports with its own data folder; yields ingress, admin, pid.
+
+    :param extra_env: more settings, e.g. the OTEL_* variables of a traced run.
+    """
     data = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
-    with RuntimeProcess(data, DEFAULT_SWITCHES, cwd=ROOT) as runtime:
+    with RuntimeProcess(data, {**DEFAULT_SWITCHES, **(extra_env or {})}, cwd=ROOT) as runtime:
         assert runtime.process is not None
         yield runtime.ingress, runtime.admin, runtime.process.pid
 
 
-def _burst(ingress: str, admin: str, rate: float, seconds: float, out: Path) -> dict[str, Any]:
+def burst(ingress: str, admin: str, rate: float, seconds: float, out: Path) -> dict[str, Any]:
     config = BurstConfig(
         count=int(rate * seconds),
         rate=rate,
@@ -162,7 +165,7 @@ def _burst(ingress: str, admin: str, rate: float, seconds: float, out: Path) -> 
     return report
 
 
-def _burst_figures(report: dict[str, Any]) -> dict[str, Any]:
+def burst_figures(report: dict[str, Any]) -> dict[str, Any]:
     return {
         key: report[key]
         for key in (
@@ -234,7 +237,7 @@ def runtime_under_load(out: Path, steps: tuple[int, ...], profile: bool) -> dict
     scratch = Path(tempfile.mkdtemp(prefix="bench-bursts-"))
     with local_runtime() as (ingress, admin, pid):
         # Warm: the targets are for warm functions (performance-anchors.md §6).
-        _burst(ingress, admin, 50, 3, scratch)
+        burst(ingress, admin, 50, 3, scratch)
         profiles: dict[str, Any] = {}
         if profile:
             pool = concurrent_profile(pid, out)
@@ -268,12 +271,12 @@ def runtime_under_load(out: Path, steps: tuple[int, ...], profile: bool) -> dict
 def _measured_burst(ingress: str, admin: str, runtime_pid: int, out: Path) -> dict[str, Any]:
     """100 users/s for 20 s, with the CPU time each process role spent on them."""
     with CpuMeter(runtime_pid) as meter:
-        report = _burst_figures(_burst(ingress, admin, 100, 20, out))
+        report = burst_figures(burst(ingress, admin, 100, 20, out))
     return report | {"cpu": meter.result(report["completed"])}
 
 
 def _step(ingress: str, admin: str, rate: int, out: Path) -> dict[str, Any]:
-    return _burst_figures(_burst(ingress, admin, rate, 15, out))
+    return burst_figures(burst(ingress, admin, rate, 15, out))
 
 
 def concurrent_profile(runtime_pid: int, out: Path) -> Callable[[], dict[str, Any]]:

@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 
+from knlocal import trace_view
 from knlocal.errors import LocalRuntimeError
 from knlocal.eventing import faults
 from knlocal.settings import BROKERS, PROFILES, STORES, Settings
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     add_installed_commands(commands)
+    trace_view.add_parser(commands)
 
     args = parser.parse_args(argv)
     try:

@@ -22,3 +22,7 @@ class BackendError(LocalRuntimeError):
 
 class RuntimeStartError(LocalRuntimeError):
     """A `knlocal run` started as a child process (knlocal/process.py) did not get ready."""
+
+
+class TraceNotFound(LocalRuntimeError):
+    """`knlocal trace`: no tracing backend answers, or it has no trace of the operation."""

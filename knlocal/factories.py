@@ -103,6 +103,7 @@ async def trigger_dispatcher(
         reply=reply if reply is not None else BrokerTarget(broker, broker_url),
         ordered=trigger.ordered,
         correlation=correlation,
+        broker=trigger.broker,
     )
 
 
@@ -123,7 +124,10 @@ def revision_environment(
         "DYNAMODB_ENDPOINT": s.dynamodb_endpoint,
         "LOG_LEVEL": s.log_level,
     }
-    env.update({k: v for k, v in os.environ.items() if k in PASSTHROUGH_ENV})
+    # OTEL_*: the functions trace as the runtime does (knlocal/tracing.py, functions/tracing.py).
+    env.update(
+        {k: v for k, v in os.environ.items() if k in PASSTHROUGH_ENV or k.startswith("OTEL_")}
+    )
     if sink is not None:
         env["K_SINK"] = sink
     return env

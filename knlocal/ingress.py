@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
-from knlocal import edge
+from knlocal import edge, tracing
 from knlocal.apis.networking import Route
 from knlocal.edge import json_error
 from knlocal.serving.revision import Revision
@@ -40,9 +40,11 @@ def public_ingress_app(
                     405, f"method {request.method} not allowed on {path}", {"Allow": allowed}
                 )
             revision = revisions[chosen.service]
-        response = await revision.handle(
-            request.method, path_qs, request.headers, await request.read()
-        )
+        with tracing.ingress_span(request.method, path, request.headers) as span:
+            response = await revision.handle(
+                request.method, path_qs, request.headers, await request.read()
+            )
+            tracing.response(span, response.status)
         return web.Response(status=response.status, headers=response.headers, body=response.body)
 
     app = web.Application(client_max_size=16 * 1024 * 1024)

@@ -12,12 +12,13 @@ typed manifests of :mod:`knlocal.apis`, and served here:
 
 import asyncio
 import logging
+import os
 import time
 
 import aiohttp
 from aiohttp import web
 
-from knlocal import edge
+from knlocal import edge, tracing
 from knlocal.apis import loader
 from knlocal.apis.configmaps import CONFIG_AUTOSCALER, SERVING_NAMESPACE
 from knlocal.apis.loader import System
@@ -78,6 +79,8 @@ class Runtime:
 
         :raises ConfigError, ManifestError, BackendError: with a message naming what to fix.
         """
+        if tracing.configure(os.environ):  # the OTEL_* variables; off (no-op hooks) otherwise
+            log.info("tracing: spans exported by %s", tracing.exporter_name(os.environ))
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             auto_decompress=False,
@@ -196,3 +199,4 @@ class Runtime:
             await broker.backend.close()
         if self._session is not None:
             await self._session.close()
+        tracing.shutdown()

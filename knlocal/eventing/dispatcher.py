@@ -25,6 +25,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
+from knlocal import tracing
 from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.classes import BrokerClass
@@ -84,6 +85,7 @@ class TriggerDispatcher:
     :param reply: the Broker, where replies go (its ingress, §2.6).
     :param parallelism: deliveries in flight at once (unordered); 1 per key when ordered.
     :param ordered: deliver events with the same ordering key one after another.
+    :param broker: the Broker's name, for spans.
     """
 
     def __init__(
@@ -101,8 +103,11 @@ class TriggerDispatcher:
         parallelism: int = 100,
         ordered: bool = False,
         correlation: Correlation = NO_CORRELATION,
+        broker: str = "",
     ) -> None:
         self.name = name
+        #: The Broker's name: `messaging.destination.name` of the Trigger's spans.
+        self.broker_name = broker
         self.namespace = namespace
         self.broker_class = broker_class
         self.filter = event_filter
@@ -167,9 +172,16 @@ class TriggerDispatcher:
 
     async def handle(self, event: BaseCloudEvent) -> None:
         """Filter and deliver one event; return once delivered, dead-lettered or dropped."""
+        filtered_ns = time.time_ns()
         if self.filter.evaluate(event.get_attributes()) is FilterResult.FAIL:
             self.stats.filtered_out += 1
             return
+        # Traced from here: an event the filter refuses costs no span (they are the most of
+        # them: every Trigger sees every event), and is counted in /status instead.
+        with tracing.consume_span(self.name, self.broker_name, event, filtered_ns):
+            await self._handle(event)
+
+    async def _handle(self, event: BaseCloudEvent) -> None:
         self.stats.in_flight += 1
         started = time.monotonic()
         try:
@@ -278,6 +290,13 @@ class TriggerDispatcher:
 
     async def _dead_letter(self, event: BaseCloudEvent, destination: str, failure: Failure) -> None:
         """Send the original event, with the error extensions, to the dead-letter sink."""
+        answer = failure.answer
+        with tracing.dead_letter_span(self.name, destination, answer.status):
+            await self._send_dead_letter(event, destination, failure)
+
+    async def _send_dead_letter(
+        self, event: BaseCloudEvent, destination: str, failure: Failure
+    ) -> None:
         answer = failure.answer
         if self.dead_letter is None:
             self.stats.dropped += 1

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import aiohttp
 from multidict import CIMultiDict
 
+from knlocal import tracing
 from knlocal.apis.serving import KnativeService
 from knlocal.serving.autoscaler.scaler import ScaleDecision
 from knlocal.serving.instances import Instance, InstanceStartError, Launcher
@@ -172,19 +173,24 @@ class Revision:
         # too, and the bound must see it.
         self._waiting += 1
         try:
-            try:
-                instance = await self._acquire(deadline)
-            finally:
-                self._waiting -= 1
-            if instance is None:
-                self.stats.responses_504 += 1
-                return _error(504, f"{self.service.name}: activator request timeout")
-            try:
-                return await self._forward(instance, method, path_qs, headers, body, deadline)
-            finally:
-                instance.active -= 1
-                async with self._capacity:
-                    self._capacity.notify()
+            with tracing.activator_span(self.service.name) as activator:
+                cold = not self.ready
+                try:
+                    instance = await self._acquire(deadline)
+                finally:
+                    self._waiting -= 1
+                if instance is None:
+                    self.stats.responses_504 += 1
+                    return _error(504, f"{self.service.name}: activator request timeout")
+                if activator is not None:
+                    # Held while the revision scaled from zero: the instance's cold start.
+                    activator.held(instance.cold_start_seconds if cold else None)
+                try:
+                    return await self._forward(instance, method, path_qs, headers, body, deadline)
+                finally:
+                    instance.active -= 1
+                    async with self._capacity:
+                        self._capacity.notify()
         finally:
             self._track(-1)
 
@@ -226,7 +232,9 @@ class Revision:
         body: bytes,
         deadline: float,
     ) -> Response:
-        forward = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP_BY_HOP)
+        forward = CIMultiDict(
+            (k, v) for k, v in tracing.inject(headers).items() if k.lower() not in _HOP_BY_HOP
+        )
         try:
             async with self.session.request(
                 method,

@@ -28,6 +28,7 @@ leaves no instance behind.
 """
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import gc
@@ -336,6 +337,8 @@ def _become_instance(channel: socket.socket, template: _Template) -> None:
 
         traceback.print_exc()
     finally:
+        # What a normal exit would run first, e.g. the app's last export of buffered spans.
+        atexit._run_exitfuncs()
         os._exit(code)
 
 

@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from knlocal.burst import machine_info
-
 from bench.cpu import CpuMeter
 from bench.run import RESULTS, burst, burst_figures, local_runtime
+from knuser_tools.burst import machine_info
 
 ZIPKIN_PID = Path(__file__).resolve().parents[1] / ".run" / "zipkin.pid"
 TRACED = {

@@ -169,6 +169,7 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--zipkin", default=ZIPKIN_URL, help=f"Zipkin's address (default {ZIPKIN_URL})"
     )
     trace.add_argument("--json", action="store_true", help="print Zipkin's spans as JSON")
+    trace.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -51,8 +51,6 @@ class RunningBroker:
         self.backend = backend
         self.accepted = 0
         self.rejected = 0
-        #: `messaging.system` of its spans: the backend's module (memory, kafka, rabbitmq, nats).
-        self.system = type(backend).__module__.rsplit(".", 1)[-1]
 
     async def ingest(self, event: BaseCloudEvent) -> None:
         """Apply the class's ingress rules and store the event.
@@ -65,7 +63,7 @@ class RunningBroker:
         except InvalidEvent as exc:
             self.rejected += 1
             raise BrokerRejected(400, str(exc)) from exc
-        with tracing.publish_span(self.broker.name, self.system, event) as traced:
+        with tracing.publish_span(self.broker.name, self.backend.system, event) as traced:
             try:
                 # Stored with the PRODUCER span as its `traceparent`, when tracing is on.
                 await self.backend.publish(traced[0])

@@ -22,15 +22,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
 
-from tests.conftest import require_server
-from tests.knlocal.eventing.backends.kafka_server import PrivateKafka, RuntimeProcess, require_kafka
+from knuser_tools.runtime import KnuserRuntime as RuntimeProcess
+from tests.servers import require_server
 
 pytestmark = pytest.mark.e2e
 
@@ -70,17 +69,6 @@ def zipkin() -> str:
         reachable = False
     require_server(f"Zipkin at {ZIPKIN}", reachable, "run `make zipkin`")
     return ZIPKIN
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKafka]:
-    require_kafka()  # the shared one runs: Java and Kafka's jars are there to start another
-    private = PrivateKafka(tmp_path_factory.mktemp("kafka-data"))
-    private.start()
-    try:
-        yield private
-    finally:
-        private.stop()
 
 
 def _runtime(data_dir: Path, env: dict[str, str]) -> RuntimeProcess:
@@ -205,7 +193,7 @@ def test_one_user_creation_is_one_trace_across_every_function_and_broker_hop(
 ) -> None:
     env = {"BROKER": broker}
     if broker == "kafka":
-        env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("kafka").servers
+        env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("private_kafka").url
     runtime = _runtime(tmp_path / "data", env)
     try:
         traceparent, trace_id, client_span = _new_traceparent()

@@ -9,7 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import require_server
+from tests.servers import require_server
 
 ROOT = Path(__file__).resolve().parents[2]
 

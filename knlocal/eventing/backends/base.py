@@ -8,7 +8,7 @@ filtering, delivery, replies, retries, backoff, dead-lettering — lives once, i
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from knlocal.apis.eventing import Broker
 from knlocal.eventing.events import BaseCloudEvent
@@ -55,6 +55,9 @@ class BrokerBackend(ABC):
     :param config: the data of the ConfigMap named by the Broker's `spec.config`.
     :param settings: the runtime's settings (e.g. the Kafka address).
     """
+
+    #: What stores the events, as OpenTelemetry's `messaging.system` names it.
+    system: ClassVar[str]
 
     def __init__(self, broker: Broker, config: Mapping[str, str], settings: Settings) -> None:
         self.broker = broker

@@ -81,6 +81,8 @@ def subject(broker: Broker) -> str:
 class NatsBackend(BrokerBackend):
     """A Broker's events in one JetStream stream; see the module docstring."""
 
+    system = "nats"
+
     _client: Client
     _js: JetStreamContext
 

@@ -103,6 +103,8 @@ def from_message(message: AbstractIncomingMessage) -> BaseCloudEvent:
 class RabbitMQBackend(BrokerBackend):
     """A Broker's events in a headers exchange, a queue per Trigger; see the module docstring."""
 
+    system = "rabbitmq"
+
     _connection: AbstractRobustConnection
     _channel: AbstractChannel
     _exchange: AbstractExchange

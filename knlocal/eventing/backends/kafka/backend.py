@@ -48,6 +48,8 @@ class KafkaBackend(BrokerBackend):
     :ivar topic: the Broker's topic, set by :meth:`open`.
     """
 
+    system = "kafka"
+
     topic: str
 
     @property

@@ -9,12 +9,15 @@ here and queued for :meth:`KafkaSubscription.receive`; acknowledgements go back,
 dispatcher commits them in order. When a process dies the runtime starts it again: publishes
 waiting on the receiver fail (BackendError: the ingress answers 503), and the dispatcher's
 members join their groups again, which redeliver whatever was not committed (§3.1, §5).
+The `rebalance` fault asks a member to do the same without dying
+(:meth:`KafkaSubscription.redeliver_uncommitted`).
 """
 
 import asyncio
 import itertools
 import logging
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
@@ -28,6 +31,8 @@ log = logging.getLogger("knlocal.eventing")
 
 RECEIVER_MODULE = "knlocal.eventing.backends.kafka.receiver"
 DISPATCHER_MODULE = "knlocal.eventing.backends.kafka.dispatcher"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,9 @@ class KafkaBackend(BrokerBackend):
         where = f"Broker {self.broker.namespace}/{self.broker.name}"
         self._numbers = itertools.count()
         self._published: dict[int, asyncio.Future[None]] = {}
-        self._answers: dict[tuple[str, int], asyncio.Future[str | None]] = {}
+        #: The requests waiting on the dispatcher, by the answer's name and number: each
+        #: one's future, and the answer it gets if the dispatcher exits first.
+        self._answers: dict[tuple[str, int], tuple[asyncio.Future[Any], Any]] = {}
         self._subscriptions: dict[int, KafkaSubscription] = {}
         self.receiver = DataPlaneProcess(
             RECEIVER_MODULE,
@@ -150,22 +157,28 @@ class KafkaBackend(BrokerBackend):
         :raises BackendError: Kafka refused to set the group's starting offsets.
         """
         subscription = KafkaSubscription(self, next(self._numbers), group)
-        error = await self._ask(("subscribe", subscription.number, group))
+        error = await self._ask(
+            ("subscribe", subscription.number, group),
+            "subscribed",
+            down="the Kafka dispatcher process exited; it is starting again",
+        )
         if error is not None:
             raise BackendError(error)
         self._subscriptions[subscription.number] = subscription
         return subscription
 
-    async def _ask(self, message: Message) -> str | None:
-        """Send the dispatcher `message` and wait for its answer (an error, or None)."""
-        key = ("subscribed" if message[0] == "subscribe" else "closed", message[1])
+    async def _ask(self, message: Message, answer: str, down: T) -> T:
+        """Send the dispatcher `message` (its second item numbers the request) and wait for
+        the `answer` message with that number; return the answer's third item (None if it
+        has none), or `down` if the dispatcher is down or exits first."""
         if not self.dispatcher.running:
-            return None if key[0] == "closed" else "the Kafka dispatcher process is starting again"
-        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._answers[key] = answer
+            return down
+        key = (answer, message[1])
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._answers[key] = (future, down)
         self.dispatcher.send(message)
         try:
-            return await answer
+            return await future
         finally:
             self._answers.pop(key, None)
 
@@ -173,16 +186,16 @@ class KafkaBackend(BrokerBackend):
         if message[0] == "records":
             subscription = self._subscriptions.get(message[1])
             if subscription is not None:
-                subscription.take(self.dispatcher.incarnation, message[2])
+                subscription.take(self.dispatcher.incarnation, message[2], again=message[3])
             return
-        answer = self._answers.get((message[0], message[1]))
-        if answer is not None and not answer.done():
-            answer.set_result(message[2] if message[0] == "subscribed" else None)
+        waiting = self._answers.get((message[0], message[1]))
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(message[2] if len(message) > 2 else None)
 
     def _dispatcher_exited(self) -> None:
-        for key, answer in list(self._answers.items()):
-            if not answer.done():
-                answer.set_result(None if key[0] == "closed" else "the Kafka dispatcher exited")
+        for future, down in list(self._answers.values()):
+            if not future.done():
+                future.set_result(down)
 
     def _dispatcher_restarted(self) -> None:
         # The new process knows no member: join every group again. What the old one handed
@@ -213,9 +226,16 @@ class KafkaSubscription(Subscription):
         # that many records are handed over and not acknowledged.
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
         self._acks: list[tuple[int, int, int]] = []
+        #: Records handed over again after :meth:`redeliver_uncommitted` (the `rebalance`
+        #: fault's count, knlocal/eventing/faults.py).
+        self.redelivered = 0
 
-    def take(self, incarnation: int, records: list[Record]) -> None:
-        """Decode records from the dispatcher and queue them (on the loop)."""
+    def take(self, incarnation: int, records: list[Record], again: int) -> None:
+        """Decode records from the dispatcher and queue them (on the loop).
+
+        :param again: how many of them the member hands over again after a rewind.
+        """
+        self.redelivered += again
         for partition, offset, epoch, headers, key, value in records:
             position = _Position(incarnation, partition, offset, epoch)
             try:
@@ -255,4 +275,22 @@ class KafkaSubscription(Subscription):
         Records not acknowledged stay uncommitted: the group's next member gets them again.
         """
         if self.backend._subscriptions.pop(self.number, None) is not None:
-            await self.backend._ask(("close", self.number))
+            await self.backend._ask(("close", self.number), "closed", down=None)
+
+    async def redeliver_uncommitted(self) -> int:
+        """Act out a rebalance in which the member loses its partitions and gets them back.
+
+        The `rebalance` fault's hook (:class:`knlocal.eventing.faults.Redelivering`). As after
+        a member missed its session (`on_partitions_lost`, §3.1), nothing more is committed:
+        the member goes back to the last committed offsets, so every record handed over since,
+        acknowledged or not, is delivered again. The rewind starts a new assignment epoch, so
+        acknowledgements of the records handed over before it are void, as those to a
+        dispatcher process that died are (:class:`_Position`).
+
+        :return: how many records the rewind puts back (each comes again); 0 once closed, or
+            while the dispatcher process is down (its restart redelivers them anyway).
+        """
+        if self.number not in self.backend._subscriptions:
+            return 0
+        request = next(self.backend._numbers)
+        return await self.backend._ask(("rewind", request, self.number), "rewound", down=0)

@@ -9,7 +9,8 @@ the records to the runtime, which filters, delivers and dead-letters them
 backend), and commits the offsets the runtime acknowledges, in order
 (:mod:`knlocal.eventing.backends.kafka.group`).
 
-Threads: the main thread reads the runtime's frames and routes acknowledgements to the members;
+Threads: the main thread reads the runtime's frames and routes acknowledgements and the
+`rebalance` fault's rewinds to the members;
 opening and closing a member run on threads of their own (each waits for Kafka); each member
 has its poll thread, which sends its records to the runtime, one frame per poll.
 """
@@ -107,6 +108,8 @@ class Dispatcher:
             member = self.members.get(message[1])
             if member is not None:
                 member.acknowledge(message[2])
+        elif kind == "rewind":
+            self._rewind(message[1], message[2])
         elif kind == "subscribe":
             _in_thread(self._subscribe, message[1], message[2])
         elif kind == "close":
@@ -116,17 +119,30 @@ class Dispatcher:
             return False
         return True
 
-    def _subscribe(self, ident: int, group: str) -> None:
-        def emit(records: list[Record]) -> None:
-            self.channel.send([("records", ident, records)])
+    def _rewind(self, request: int, ident: int) -> None:
+        """Have member `ident` act out a rebalance; answer how many records come again."""
 
+        def done(rewound: int) -> None:
+            self.channel.send([("rewound", request, rewound)])
+
+        member = self.members.get(ident)
+        if member is None:
+            done(0)  # not joined (again) yet: nothing was handed over
+        else:
+            member.rewind(done)
+
+    def _subscribe(self, ident: int, group: str) -> None:
+        def emit(records: list[Record], again: int) -> None:
+            self.channel.send([("records", ident, records, again)])
+
+        member = GroupMember(self.servers, self.topic, group, emit)
         try:
             self.starter.start_new_group_at_end(group)
-            member = GroupMember(self.servers, self.topic, group, emit)
             self.members[ident] = member
             member.start()
         except BackendError as exc:
             self.members.pop(ident, None)
+            member.close()  # answers the rewinds asked meanwhile
             self.channel.send([("subscribed", ident, str(exc))])
             return
         self.channel.send([("subscribed", ident, None)])

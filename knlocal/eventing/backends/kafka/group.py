@@ -4,9 +4,11 @@ One poll thread per member is the only thread that calls its consumer: it fetche
 hands them to the runtime in one message per poll (undecoded: the runtime decodes), applies the
 acknowledgements the runtime sends back, and commits in order — only up to the first record not
 yet acknowledged, so whatever was not handled comes back after a crash (knative-semantics.md
-§3.1, §5). kafka-python's own I/O thread runs the rebalance callbacks.
+§3.1, §5). kafka-python's own I/O thread runs the rebalance callbacks. The `rebalance` fault's
+rewinds (:meth:`GroupMember.rewind`) run on the poll thread too.
 """
 
+import contextlib
 import logging
 import queue
 import threading
@@ -68,11 +70,12 @@ class GroupMember:
     :param servers: the Kafka address.
     :param topic: the Broker's topic.
     :param group: the consumer group, ``knative-trigger-<namespace>-<name>``.
-    :param emit: called from the poll thread with each poll's records.
+    :param emit: called from the poll thread with each poll's records, and how many of them
+        are handed over again after a :meth:`rewind`.
     """
 
     def __init__(
-        self, servers: str, topic: str, group: str, emit: Callable[[list[Record]], None]
+        self, servers: str, topic: str, group: str, emit: Callable[[list[Record], int], None]
     ) -> None:
         self.servers = servers
         self.topic = topic
@@ -87,6 +90,10 @@ class GroupMember:
         self._partitions: dict[int, PartitionState] = {}
         self._epoch = 0
         self._unacked = 0
+        #: Rewinds asked by :meth:`rewind`, for the poll thread to do: each one's answer.
+        self._rewinds: queue.SimpleQueue[Callable[[int], None]] = queue.SimpleQueue()
+        #: Per partition, the offset a rewind went back from: records below it come again.
+        self._redeliver_below: dict[int, int] = {}
         self.consumer: KafkaConsumer | None = None
         self._thread: threading.Thread | None = None
 
@@ -127,6 +134,21 @@ class GroupMember:
             self._acks.put(ack)
         self._acked.set()
 
+    def rewind(self, done: Callable[[int], None]) -> None:
+        """Act out a rebalance in which this member loses its partitions and gets them back.
+
+        The `rebalance` fault's hook (knlocal/eventing/faults.py), from any thread. As after a
+        member missed its session (`on_partitions_lost`, §3.1), nothing more is committed: the
+        poll thread seeks every assigned partition back to its last committed offset, so each
+        record handed over since, acknowledged or not, is delivered again; a new epoch voids
+        the acknowledgements of the records handed over before.
+
+        :param done: called from the poll thread with how many records come again (0 when the
+            member closes first).
+        """
+        self._rewinds.put(done)
+        self._acked.set()  # wakes a poll thread waiting out backpressure
+
     def close(self) -> None:
         """Commit what is acknowledged in order, leave the group, stop the poll thread.
 
@@ -136,6 +158,8 @@ class GroupMember:
         self._acked.set()
         if self._thread is not None:
             self._thread.join()
+        while not self._rewinds.empty():
+            self._rewinds.get_nowait()(0)  # not done: the group's next member redelivers
 
     # -- the poll thread ------------------------------------------------------------------------
 
@@ -145,6 +169,7 @@ class GroupMember:
         next_commit = 0.0
         while not self._stopping.is_set():
             try:
+                self._serve_rewinds(consumer)
                 offsets = self._apply_acks()
                 if offsets and time.monotonic() >= next_commit:
                     next_commit = time.monotonic() + COMMIT_INTERVAL_SECONDS
@@ -178,9 +203,22 @@ class GroupMember:
         except KafkaError as exc:
             log.warning("%s: closing the Kafka consumer failed: %s", self.group, exc)
 
+    def _serve_rewinds(self, consumer: KafkaConsumer) -> None:
+        """Do the rewinds :meth:`rewind` asked for."""
+        while not self._rewinds.empty():
+            done = self._rewinds.get_nowait()
+            rewound = 0
+            for partition, state in self._forget(consumer.assignment()).items():
+                with contextlib.suppress(ValueError):  # revoked meanwhile: its owner redelivers
+                    consumer.seek(TopicPartition(self.topic, partition), state.committed)
+                    self._redeliver_below[partition] = state.next_offset
+                    rewound += state.next_offset - state.committed
+            done(rewound)
+
     def _hand_over(self, records: Mapping[TopicPartition, list[Any]]) -> None:
         """Track each record as pending and send them all to the runtime at once."""
         handed: list[Record] = []
+        again = 0
         with self._lock:
             for tp, batch in records.items():
                 state = self._partitions.get(tp.partition)
@@ -191,13 +229,15 @@ class GroupMember:
                         self._partitions[tp.partition] = state
                     state.next_offset = record.offset + 1
                     state.pending.add(record.offset)
+                    if record.offset < self._redeliver_below.get(tp.partition, -1):
+                        again += 1
                     handed.append(
                         (tp.partition, record.offset, state.epoch, record.headers, record.key,
                          record.value)
                     )  # fmt: skip
             self._unacked += len(handed)
         if handed:
-            self._emit(handed)
+            self._emit(handed, again)
 
     def _apply_acks(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """Apply queued acknowledgements; return the offsets that can now be committed."""
@@ -249,16 +289,20 @@ class GroupMember:
         self, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         """Forget revoked partitions; return their offsets that can still be committed."""
+        return self._committable(self._forget(partitions))
+
+    def _forget(self, partitions: Iterable[TopicPartition]) -> dict[int, PartitionState]:
+        """Drop the state of `partitions` (a new epoch voids their pending acks); return it."""
         with self._lock:
             self._take_acks()
             self._epoch += 1
-            released = {
+            forgotten = {
                 tp.partition: s
                 for tp in partitions
                 if (s := self._partitions.pop(tp.partition, None))
             }
-            self._unacked -= sum(len(s.pending) for s in released.values())
-            return self._committable(released)
+            self._unacked -= sum(len(s.pending) for s in forgotten.values())
+            return forgotten
 
 
 class _CommitOnRevoke(AsyncConsumerRebalanceListener):  # type: ignore[misc]

@@ -12,7 +12,7 @@ import pytest
 from kafka import TopicPartition
 
 from knlocal.apis.eventing import Broker
-from knlocal.eventing.backends.kafka import KafkaSubscription
+from knlocal.eventing.backends.kafka import MAX_UNACKED, KafkaSubscription
 from knlocal.settings import Settings
 from tests.knlocal.eventing.backends.test_kafka import (
     broker,
@@ -62,5 +62,54 @@ def test_s3_1_a_rewind_redelivers_since_the_last_commit_and_voids_the_old_acks(
                 await subscription.ack(received)
             await committed_becomes(settings, group(broker, "a"), partition, start + 4)
             await nothing_more(subscription, 1.0)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.kafka
+def test_s3_1_a_rewind_under_backpressure_redelivers_what_the_paused_member_held(
+    broker: Broker, settings: Settings
+) -> None:
+    """MAX_UNACKED records held, none acknowledged, the member paused: the rewind wakes it,
+    and the same records come again, counted once each."""
+
+    async def scenario() -> None:
+        async with opened(broker, settings) as backend:
+            subscription = await backend.subscribe(group(broker, "a"), ordered=False)
+            assert isinstance(subscription, KafkaSubscription)
+            await asyncio.gather(
+                *(
+                    backend.publish(event(f"e{i}", partitionkey="same"))
+                    for i in range(MAX_UNACKED + 50)
+                )
+            )
+            held = await receive(subscription, MAX_UNACKED)
+            await nothing_more(subscription)
+
+            rewound = await subscription.redeliver_uncommitted()
+
+            assert rewound == MAX_UNACKED
+            again = await receive(subscription, MAX_UNACKED)
+            assert [r.event.get_id() for r in again] == [r.event.get_id() for r in held]
+            assert subscription.redelivered == MAX_UNACKED
+            await nothing_more(subscription)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.kafka
+def test_a_closed_subscription_rewinds_nothing(broker: Broker, settings: Settings) -> None:
+    """After close, a late `rebalance` fault puts nothing back and does not wait."""
+
+    async def scenario() -> None:
+        async with opened(broker, settings) as backend:
+            subscription = await backend.subscribe(group(broker, "a"), ordered=False)
+            assert isinstance(subscription, KafkaSubscription)
+            await backend.publish(event("e0"))
+            await receive(subscription, 1)
+            await subscription.close()
+
+            assert await asyncio.wait_for(subscription.redeliver_uncommitted(), 5) == 0
+            assert subscription.redelivered == 0
 
     asyncio.run(scenario())

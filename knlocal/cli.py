@@ -5,8 +5,8 @@ knlocal run [--broker inmemory|kafka] [--store sqlite|dynamodb] [--profile local
 knlocal status [--watch]
 knlocal watch [--namespace NS] [--once]   (a Knative cluster's pods; needs a kubeconfig)
 
-and the commands installed packages add (see :data:`COMMANDS_GROUP`), e.g. the application's
-`knlocal burst` (knuser_tools/burst/).
+and the commands installed packages add through the `knlocal.commands` entry point (see
+:data:`COMMANDS_GROUP`).
 """
 
 import argparse
@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 from knlocal import trace_view
 from knlocal.errors import LocalRuntimeError
@@ -44,13 +45,42 @@ def main(argv: list[str] | None = None) -> int:
     except LocalRuntimeError as exc:
         print(f"knlocal: {exc}", file=sys.stderr)
         return 2
+    args = build_parser(settings).parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            code: int = handler(args)
+            return code
+        if args.command == "watch":
+            # Imported here: the kubernetes client is slow to import and only watch needs it.
+            from knlocal.watch import watch
+
+            return watch(args)
+        return _status(args)
+    except LocalRuntimeError as exc:
+        print(f"knlocal: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    """The `knlocal` parser: its own commands, then the installed ones."""
     parser = argparse.ArgumentParser(
         prog="knlocal",
         description="Run Knative Services, Brokers and Triggers from their manifests on one"
         " machine, with no Kubernetes.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_parser(commands, settings)
+    _add_status_parser(commands, settings)
+    _add_watch_parser(commands)
+    add_installed_commands(commands)
+    trace_view.add_parser(commands)
+    return parser
 
+
+def _add_run_parser(commands: Any, s: Settings) -> None:
     run = commands.add_parser(
         "run",
         help="start the whole system and serve until Ctrl-C",
@@ -58,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         " Services (at zero instances; they start on the first request). Every option also has"
         " an environment variable (in capitals) listed in the README.",
     )
-    s = settings
     run.add_argument(
         "--broker",
         choices=BROKERS,
@@ -99,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log every scaling decision")
 
+
+def _add_status_parser(commands: Any, s: Settings) -> None:
     status = commands.add_parser(
         "status",
         help="show services and triggers of a running runtime",
@@ -113,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         help="the runtime's admin address (%(default)s)",
     )
 
+
+def _add_watch_parser(commands: Any) -> None:
     cluster_watch = commands.add_parser(
         "watch",
         help="show a Knative cluster's pods per service and revision, live",
@@ -128,27 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     cluster_watch.add_argument(
         "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
     )
-
-    add_installed_commands(commands)
-    trace_view.add_parser(commands)
-
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "run":
-            return _run(args)
-        handler = getattr(args, "handler", None)
-        if handler is not None:
-            code: int = handler(args)
-            return code
-        if args.command == "watch":
-            # Imported here: the kubernetes client is slow to import and only watch needs it.
-            from knlocal.watch import watch
-
-            return watch(args)
-        return _status(args)
-    except LocalRuntimeError as exc:
-        print(f"knlocal: {exc}", file=sys.stderr)
-        return 2
 
 
 def add_installed_commands(commands: object) -> None:

@@ -395,6 +395,8 @@ class RevisionScaling:
     progress_deadline: float = DEFAULT_PROGRESS_DEADLINE
 
     @classmethod
+    # long: it names each of the spec's fields once; the reading and checking are in the
+    # helpers above. containerConcurrency is not checked here: knlocal.apis.serving validated it.
     def resolve(
         cls,
         annotations: Mapping[str, str],
@@ -416,14 +418,6 @@ class RevisionScaling:
         :return: the resolved settings.
         :raises ConfigError: naming the annotation, the value found and what was expected.
         """
-        # Long only because it names each of the spec's fields once; the reading and checking
-        # are in the helpers above.
-        if container_concurrency < 0:
-            raise invalid(
-                "spec.template.spec.containerConcurrency",
-                str(container_concurrency),
-                "an integer >= 0",
-            )
         found = _Annotations(annotations)
         _check_class(found, defaults)
         metric = _resolve_metric(found)

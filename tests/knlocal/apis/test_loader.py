@@ -398,6 +398,14 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
         " to 1000, found int 1001",
     ),
     (
+        # The one range check: the autoscaler trusts the typed value (it no longer re-checks).
+        "service-container-concurrency-negative",
+        [service_template({"containerConcurrency": -1})],
+        SERVICE_FILE,
+        "Service default/a: spec.template.spec.containerConcurrency: expected an integer from 0"
+        " to 1000, found int -1",
+    ),
+    (
         "service-timeout-beyond-the-maximum",
         [service_template({"timeoutSeconds": 601})],
         SERVICE_FILE,

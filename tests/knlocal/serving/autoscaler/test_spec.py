@@ -220,7 +220,6 @@ def test_s1_4_annotations_resolve_to_revision_settings(
             {},
             "serving.knative.dev/progress-deadline",
         ),
-        ({}, -1, {}, "containerConcurrency"),
     ],
     ids=[
         "target-0",
@@ -256,7 +255,6 @@ def test_s1_4_annotations_resolve_to_revision_settings(
         "class-hpa",
         "class-hpa-from-config",
         "progress-deadline-0",
-        "cc-negative",
     ],
 )
 def test_s1_3_invalid_annotations_raise_config_error(

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from knlocal.apis.duck import Destination
 from knlocal.errors import ManifestError
-from knlocal.eventing.delivery import Destination
 from knlocal.eventing.sender import Reply
 from knlocal.serving.revision import Revision
 

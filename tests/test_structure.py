@@ -117,7 +117,9 @@ def test_no_long_function_in_knlocal_without_a_reason() -> None:
                 continue
             length = (node.end_lineno or node.lineno) - node.lineno + 1
             if length > MAX_FUNCTION_LINES and not _has_reason(lines, node):
-                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+                offenders.append(
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)"
+                )
     assert not offenders, (
         f"functions over {MAX_FUNCTION_LINES} lines without a {LONG_MARKER!r} reason: {offenders}"
     )
@@ -142,7 +144,9 @@ def _knlocal_graph() -> dict[str, set[str]]:
     paths = {_module_name(path): path for path in _modules("knlocal")}
     graph: dict[str, set[str]] = {}
     for module, path in paths.items():
-        graph[module] = {name for name in _imported_modules(path) if name in paths and name != module}
+        graph[module] = {
+            name for name in _imported_modules(path) if name in paths and name != module
+        }
     return graph
 
 
@@ -152,7 +156,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
     def visit(node: str) -> list[str] | None:
         if node in visiting:
-            return visiting[visiting.index(node) :] + [node]
+            return [*visiting[visiting.index(node) :], node]
         if node in done:
             return None
         visiting.append(node)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from knlocal.apis.duck import DeliverySpec, Destination, ObjectRef
 from knlocal.apis.filters import TriggerFilters, parse_filters
 from knlocal.apis.meta import ObjectMeta, mapping, string
 from knlocal.errors import ManifestError
@@ -18,7 +19,6 @@ from knlocal.eventing.classes import (
     BrokerClass,
     broker_class_named,
 )
-from knlocal.eventing.delivery import DeliverySpec, Destination, ObjectRef
 
 #: Kafka broker Trigger annotation selecting per-partition order (§3.1).
 DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"

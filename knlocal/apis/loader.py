@@ -14,13 +14,13 @@ from typing import Any
 import yaml
 
 from knlocal.apis.configmaps import ConfigMap, parse_config_map
+from knlocal.apis.duck import Destination
 from knlocal.apis.eventing import Broker, Trigger, parse_broker, parse_trigger
 from knlocal.apis.meta import ObjectMeta, mapping
 from knlocal.apis.networking import Route, parse_routes
 from knlocal.apis.serving import KnativeService, parse_service
 from knlocal.apis.sources import PingSource, SinkBinding, parse_ping_source, parse_sink_binding
 from knlocal.errors import ManifestError
-from knlocal.eventing.delivery import Destination
 from knlocal.settings import Settings
 
 

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from knlocal.apis.duck import Destination
 from knlocal.apis.meta import ObjectMeta, mapping, string, string_map
 from knlocal.errors import ManifestError
-from knlocal.eventing.delivery import Destination
 
 #: The subject a SinkBinding may bind locally: a Knative Service.
 SERVICE_API_VERSION = "serving.knative.dev/v1"

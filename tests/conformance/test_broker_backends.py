@@ -32,6 +32,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from knlocal.apis import loader
+from knlocal.apis.duck import BackoffPolicy, DeliverySpec, Destination
 from knlocal.apis.eventing import Broker, Trigger
 from knlocal.apis.filters import parse_filters
 from knlocal.eventing.backends import registry
@@ -45,7 +46,6 @@ from knlocal.eventing.classes import (
     RABBITMQ_BROKER,
     BrokerClass,
 )
-from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec, Destination
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.retries import backoff_seconds
 from knlocal.factories import running_broker, trigger_dispatcher

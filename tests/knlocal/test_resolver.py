@@ -5,8 +5,8 @@ import asyncio
 import aiohttp
 import pytest
 
+from knlocal.apis.duck import Destination, ObjectRef
 from knlocal.errors import ManifestError
-from knlocal.eventing.delivery import Destination, ObjectRef
 from knlocal.resolver import HttpTarget, Resolver
 
 BROKER_URL = "http://127.0.0.1:8081/default/default"

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from knlocal.apis.duck import Destination
 from knlocal.apis.meta import ObjectMeta
 from knlocal.apis.sources import PingSource, parse_ping_source, parse_sink_binding
 from knlocal.errors import ManifestError
-from knlocal.eventing.delivery import Destination
 
 ROOT = Path(__file__).resolve().parents[3]
 SINK = {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "svc"}}

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from knlocal.apis.meta import describe, mapping, string_map
+from knlocal.cesql import Expression, ParseError, compile_expression
 from knlocal.errors import ManifestError
-from knlocal.eventing.cesql import Expression, ParseError, compile_expression
 
 __all__ = [
     "DIALECTS",

@@ -17,7 +17,7 @@ filter built here follows the class it is built for:
   set is a no-op that passes.
 
 The filters come typed and validated from the manifest (:mod:`knlocal.apis.filters`);
-``cesql`` is CloudEvents SQL v1 (:mod:`knlocal.eventing.cesql`), compiled there and evaluated
+``cesql`` is CloudEvents SQL v1 (:mod:`knlocal.cesql`), compiled there and evaluated
 per event here. Both classes fail an event when the
 expression errors or does not yield ``true`` (EVENTING ``cesql_filter.go``, spec §1.2).
 
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from knlocal.apis.filters import FilterElement, TriggerFilters
+from knlocal.cesql import Expression
 from knlocal.eventing.attributes import go_lookup, go_sprint, java_lookup, java_to_string
-from knlocal.eventing.cesql import Expression
 from knlocal.eventing.classes import BrokerClass, DataPlane
 
 __all__ = [

@@ -1,6 +1,6 @@
 """``cesql`` Trigger filters (knative-semantics.md §2.3, EVENTING ``cesql_filter.go``).
 
-The language itself is checked by the CESQL TCK (``tests/knlocal/eventing/cesql``);
+The language itself is checked by the CESQL TCK (``tests/knlocal/cesql``);
 these tests check the dialect: evaluated per event, inside ``all``, ``any`` and ``not``, and
 an expression that errors never matches. Compiling at load is tests/knlocal/apis/test_filters.py.
 """

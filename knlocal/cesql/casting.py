@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from knlocal.eventing.cesql.errors import Value
+from knlocal.cesql.errors import Value
 
 __all__ = [
     "INT32_MAX",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from knlocal.eventing.cesql import (
+from knlocal.cesql import (
     CastError,
     MissingAttributeError,
     ParseError,
     Value,
     compile_expression,
 )
-from knlocal.eventing.cesql.syntax import Binary, Unary, parse
+from knlocal.cesql.syntax import Binary, Unary, parse
 
 
 @pytest.mark.parametrize(

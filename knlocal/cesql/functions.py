@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from knlocal.eventing.cesql.casting import INT32_MAX, INT32_MIN, to_boolean, to_integer
-from knlocal.eventing.cesql.errors import (
+from knlocal.cesql.casting import INT32_MAX, INT32_MIN, to_boolean, to_integer
+from knlocal.cesql.errors import (
     CastError,
     EvaluationError,
     FunctionEvaluationError,

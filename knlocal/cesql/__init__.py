@@ -3,10 +3,12 @@
 The language of Trigger ``filters: [{cesql: …}]`` (knative-semantics.md §2.3). Knative's
 MT broker evaluates it with sdk-go's implementation (EVENTING
 ``pkg/eventfilter/subscriptionsapi/cesql_filter.go``); this package passes the whole
-CESQL TCK (``shared/data/cesql/tck``).
+CESQL TCK (``shared/data/cesql/tck``). A leaf package, as sdk-go's ``sql/v2`` is to Knative:
+:mod:`knlocal.apis` compiles a Trigger's expression when it validates the Trigger, the
+eventing filters evaluate it.
 """
 
-from knlocal.eventing.cesql.errors import (
+from knlocal.cesql.errors import (
     CastError,
     CesqlError,
     EvaluationError,
@@ -17,7 +19,7 @@ from knlocal.eventing.cesql.errors import (
     ParseError,
     Value,
 )
-from knlocal.eventing.cesql.evaluation import (
+from knlocal.cesql.evaluation import (
     Attributes,
     Evaluation,
     Expression,

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from knlocal.eventing.cesql.errors import ParseError, Value
+from knlocal.cesql.errors import ParseError, Value
 
 __all__ = [
     "Binary",

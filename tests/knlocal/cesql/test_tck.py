@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from knlocal.eventing.cesql import ParseError, Value, compile_expression
+from knlocal.cesql import ParseError, Value, compile_expression
 
-_REPO = Path(__file__).resolve().parents[4]
+_REPO = Path(__file__).resolve().parents[3]
 _IN_SHARED = Path("shared", "data", "cesql", "tck")
 # shared/ is beside the repo (<repo>/../shared, as CI lays it out), or beside a directory
 # that holds the repo (a git worktree's).

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from knlocal.eventing.cesql.casting import to_boolean, to_integer, to_string, to_type, wrap
-from knlocal.eventing.cesql.errors import (
+from knlocal.cesql.casting import to_boolean, to_integer, to_string, to_type, wrap
+from knlocal.cesql.errors import (
     CastError,
     EvaluationError,
     MathError,
@@ -23,8 +23,8 @@ from knlocal.eventing.cesql.errors import (
     MissingFunctionError,
     Value,
 )
-from knlocal.eventing.cesql.functions import Failure, Function, resolve
-from knlocal.eventing.cesql.syntax import (
+from knlocal.cesql.functions import Failure, Function, resolve
+from knlocal.cesql.syntax import (
     Binary,
     Call,
     Exists,

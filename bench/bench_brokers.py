@@ -35,11 +35,11 @@ from cloudevents.core.v1.event import CloudEvent
 from nats.js.api import StreamConfig
 
 from bench.bench_kafka import through_runtime
+from knlocal.apis.classes import MT_CHANNEL_BASED_BROKER, RABBITMQ_BROKER
 from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
-from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER, RABBITMQ_BROKER
 from knlocal.eventing.events import encode_binary
 from knlocal.settings import Settings
 from knuser_tools.burst import machine_info

@@ -23,9 +23,9 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
+from knlocal.apis.classes import MT_CHANNEL_BASED_BROKER
 from knlocal.apis.filters import parse_filters
 from knlocal.cesql import compile_expression
-from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.filters import build_trigger_filter
 from knuser_tools.burst import machine_info, summarize
 

@@ -43,9 +43,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tqdm import tqdm
 
 from bench.cpu import CpuMeter
+from knlocal.apis.classes import KAFKA_BROKER
 from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends.kafka import LINGER_MS, KafkaBackend, topic_name
-from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.eventing.events import encode_kafka
 from knlocal.process import RuntimeProcess
 from knlocal.settings import Settings

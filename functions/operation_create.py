@@ -205,7 +205,7 @@ def parse_create_user(request: HttpRequest) -> str:
             f"expected Content-Type: application/json; found {content_type or 'none'}"
         )
     body = jsonbody.loads(request.body)
-    errors = sorted(_create_user_schema().iter_errors(body), key=lambda e: list(e.absolute_path))
+    errors = sorted(create_user_schema().iter_errors(body), key=lambda e: list(e.absolute_path))
     if errors:
         where = "/".join(str(p) for p in errors[0].absolute_path)
         # The schema's one `pattern` is the name's "not blank" (openapi.yaml says what blank is).
@@ -230,7 +230,8 @@ def public_operation(record: Record) -> dict[str, Any]:
 
 
 @cache
-def _create_user_schema() -> Draft202012Validator:
+def create_user_schema() -> Draft202012Validator:
+    """The validator of ``CreateUserRequest`` (openapi.yaml), built once; wsgi warms it up."""
     spec: Mapping[str, Any] = yaml.safe_load(
         (Path(__file__).parent / "openapi.yaml").read_text(encoding="utf-8")
     )

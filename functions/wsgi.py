@@ -52,11 +52,11 @@ def warm_up() -> None:
     import urllib3  # noqa: F401
 
     from functions.catalog import load_catalog
-    from functions.operation_create import _create_user_schema
+    from functions.operation_create import create_user_schema
     from functions.stores import dynamodb
 
     load_catalog()
-    _create_user_schema()
+    create_user_schema()
     tracing.warm_up(os.environ)
     dynamodb.warm_up()
     app.warm_up()

@@ -9,16 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from knlocal.apis.duck import DeliverySpec, Destination, ObjectRef
-from knlocal.apis.filters import TriggerFilters, parse_filters
-from knlocal.apis.meta import ObjectMeta, mapping, string
-from knlocal.errors import ManifestError
-from knlocal.eventing.classes import (
+from knlocal.apis.classes import (
     BROKER_CLASS_ANNOTATION,
     DEFAULT_BROKER_CLASS,
     BrokerClass,
     broker_class_named,
 )
+from knlocal.apis.duck import DeliverySpec, Destination, ObjectRef
+from knlocal.apis.filters import TriggerFilters, parse_filters
+from knlocal.apis.meta import ObjectMeta, mapping, string
+from knlocal.errors import ManifestError
 
 #: Kafka broker Trigger annotation selecting per-partition order (§3.1).
 DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from knlocal.eventing.classes import BrokerClass, DataPlane
+from knlocal.apis.classes import BrokerClass, DataPlane
 
 __all__ = [
     "KNATIVE_ERROR_CODE",

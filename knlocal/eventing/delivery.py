@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from knlocal.apis.classes import BrokerClass, DataPlane
 from knlocal.apis.duck import BackoffPolicy, DeliverySpec, Destination
-from knlocal.eventing.classes import BrokerClass, DataPlane
 
 __all__ = [
     "BROKER_DEFAULT_DELIVERY",

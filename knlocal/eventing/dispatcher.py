@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from knlocal import tracing
+from knlocal.apis.classes import BrokerClass
 from knlocal.apis.duck import DeliverySpec
 from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import Received, Subscription
-from knlocal.eventing.classes import BrokerClass
 from knlocal.eventing.correlation import NO_CORRELATION, Correlation
 from knlocal.eventing.deadletter import dead_letter_extensions
 from knlocal.eventing.events import (

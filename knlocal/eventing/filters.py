@@ -33,10 +33,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from knlocal.apis.classes import BrokerClass, DataPlane
 from knlocal.apis.filters import FilterElement, TriggerFilters
 from knlocal.cesql import Expression
 from knlocal.eventing.attributes import go_lookup, go_sprint, java_lookup, java_to_string
-from knlocal.eventing.classes import BrokerClass, DataPlane
 
 __all__ = [
     "EventFilter",
@@ -372,7 +372,7 @@ def build_trigger_filter(filters: TriggerFilters, broker_class: BrokerClass) -> 
     filter returns NO_FILTER (knative-semantics.md §2.3). The list is an implicit ``all``.
 
     :param filters: the Trigger's filters, as :mod:`knlocal.apis.filters` read them.
-    :param broker_class: class of the Trigger's Broker (see :mod:`knlocal.eventing.classes`).
+    :param broker_class: class of the Trigger's Broker (see :mod:`knlocal.apis.classes`).
     :return: the filter.
     """
     kafka = broker_class.data_plane is DataPlane.JAVA

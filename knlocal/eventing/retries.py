@@ -8,8 +8,8 @@ Everything here is pure: no I/O, no clock, no state.
 
 from typing import Final
 
+from knlocal.apis.classes import BrokerClass, DataPlane
 from knlocal.apis.duck import BackoffPolicy, DeliverySpec
-from knlocal.eventing.classes import BrokerClass, DataPlane
 
 __all__ = ["backoff_seconds", "is_retryable", "is_success", "total_attempts"]
 

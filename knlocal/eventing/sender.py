@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from knlocal import tracing
+from knlocal.apis.classes import BrokerClass
 from knlocal.apis.duck import DeliverySpec
-from knlocal.eventing.classes import BrokerClass
 from knlocal.eventing.retries import backoff_seconds, is_retryable, is_success
 
 log = logging.getLogger("knlocal.eventing")

@@ -32,6 +32,12 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from knlocal.apis import loader
+from knlocal.apis.classes import (
+    KAFKA_BROKER,
+    MT_CHANNEL_BASED_BROKER,
+    RABBITMQ_BROKER,
+    BrokerClass,
+)
 from knlocal.apis.duck import BackoffPolicy, DeliverySpec, Destination
 from knlocal.apis.eventing import Broker, Trigger
 from knlocal.apis.filters import parse_filters
@@ -40,12 +46,6 @@ from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.backends.kafka import topic_name
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
-from knlocal.eventing.classes import (
-    KAFKA_BROKER,
-    MT_CHANNEL_BASED_BROKER,
-    RABBITMQ_BROKER,
-    BrokerClass,
-)
 from knlocal.eventing.dispatcher import TriggerDispatcher
 from knlocal.eventing.retries import backoff_seconds
 from knlocal.factories import running_broker, trigger_dispatcher

@@ -19,7 +19,7 @@ from functions.catalog import (
 from functions.ce import new_event
 from functions.errors import InvalidEvent
 from knlocal.apis import loader
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.filters import FilterResult, build_trigger_filter
 from knlocal.settings import Settings
 

@@ -31,11 +31,11 @@ from typing import Any
 import pytest
 import yaml
 
+from knlocal.apis.classes import KAFKA_BROKER, RABBITMQ_BROKER
 from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends.kafka import topic_name
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
-from knlocal.eventing.classes import KAFKA_BROKER, RABBITMQ_BROKER
 from knuser_tools.burst import check_stores
 from knuser_tools.runtime import KnuserRuntime
 from tests.flows import post_users, users_by_operation, wait_final

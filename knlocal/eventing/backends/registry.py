@@ -8,15 +8,15 @@ from collections.abc import Callable, Mapping
 
 import yaml
 
-from knlocal.apis.eventing import Broker
-from knlocal.errors import ManifestError
-from knlocal.eventing.backends.base import BrokerBackend
-from knlocal.eventing.classes import (
+from knlocal.apis.classes import (
     KAFKA_BROKER,
     MT_CHANNEL_BASED_BROKER,
     RABBITMQ_BROKER,
     BrokerClass,
 )
+from knlocal.apis.eventing import Broker
+from knlocal.errors import ManifestError
+from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.settings import Settings
 
 BackendFactory = Callable[[Broker, Mapping[str, str], Settings], BrokerBackend]

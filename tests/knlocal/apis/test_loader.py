@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 import yaml
 
+from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.apis.duck import DeliverySpec, Destination, ObjectRef
 from knlocal.apis.loader import build, load
 from knlocal.apis.networking import Route
 from knlocal.errors import ManifestError
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.serving.autoscaler.config import AutoscalerDefaults
 from knlocal.serving.autoscaler.spec import RevisionScaling
 from knlocal.settings import Settings

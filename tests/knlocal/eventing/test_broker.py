@@ -11,12 +11,12 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.apis.eventing import Broker
 from knlocal.apis.filters import TriggerFilters
 from knlocal.eventing.backends.base import Received
 from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
 from knlocal.eventing.broker import ingress_app
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.filters import FilterResult, build_trigger_filter
 from knlocal.factories import running_broker
 from knlocal.settings import Settings

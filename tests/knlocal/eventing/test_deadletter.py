@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.deadletter import dead_letter_extensions
 
 MT = MT_CHANNEL_BASED_BROKER

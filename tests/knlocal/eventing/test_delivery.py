@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
+from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
 from knlocal.apis.duck import (
     BackoffPolicy,
     DeliverySpec,
     Destination,
 )
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.delivery import BROKER_DEFAULT_DELIVERY, effective_delivery
 from knlocal.eventing.retries import backoff_seconds, total_attempts
 

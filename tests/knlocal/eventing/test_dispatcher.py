@@ -21,11 +21,11 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.apis.duck import BackoffPolicy, DeliverySpec, Destination
 from knlocal.apis.eventing import Broker, Trigger
 from knlocal.apis.filters import TriggerFilters
 from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.dispatcher import TriggerStats
 from knlocal.factories import running_broker, trigger_dispatcher
 from knlocal.resolver import HttpTarget, Resolver

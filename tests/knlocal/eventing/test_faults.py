@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from knlocal.apis import loader
+from knlocal.apis.classes import MT_CHANNEL_BASED_BROKER
 from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
-from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.faults import Delay, FaultPlanError, FaultyTarget, Injector, Rule, load
 from knlocal.eventing.sender import Reply
 from knlocal.settings import Settings

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from cloudevents.core.v1.event import CloudEvent
 
+from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.apis.filters import decode_filters
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.filters import EventFilter, FilterResult, build_trigger_filter
 
 MT = MT_CHANNEL_BASED_BROKER

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from cloudevents.core.v1.event import CloudEvent
 
+from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.apis.filters import parse_filters
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.filters import FilterResult, build_trigger_filter
 
 PASS = FilterResult.PASS

@@ -25,13 +25,13 @@ from cloudevents.core.v1.event import CloudEvent
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from knlocal.apis.classes import KAFKA_BROKER
 from knlocal.apis.duck import ObjectRef
 from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError, ConfigError
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.backends.kafka import MAX_UNACKED, KafkaBackend, topic_name
 from knlocal.eventing.backends.kafka.supervisor import DataPlaneProcess
-from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.process import free_port
 from knlocal.settings import Settings
 from tests.servers import drop_kafka, require_kafka

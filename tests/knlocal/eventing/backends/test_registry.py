@@ -2,6 +2,12 @@
 
 import pytest
 
+from knlocal.apis.classes import (
+    KAFKA_BROKER,
+    MT_CHANNEL_BASED_BROKER,
+    RABBITMQ_BROKER,
+    BrokerClass,
+)
 from knlocal.apis.eventing import Broker
 from knlocal.errors import ManifestError
 from knlocal.eventing.backends import registry
@@ -9,12 +15,6 @@ from knlocal.eventing.backends.kafka import KafkaBackend
 from knlocal.eventing.backends.memory import MemoryBackend
 from knlocal.eventing.backends.nats import NatsBackend
 from knlocal.eventing.backends.rabbitmq import RabbitMQBackend
-from knlocal.eventing.classes import (
-    KAFKA_BROKER,
-    MT_CHANNEL_BASED_BROKER,
-    RABBITMQ_BROKER,
-    BrokerClass,
-)
 from knlocal.settings import Settings
 
 SETTINGS = Settings()

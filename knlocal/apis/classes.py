@@ -4,6 +4,10 @@ Where Knative's implementations disagree (knative-semantics.md §6), the rule of
 field of its object, so no module compares class names. The rules that are whole algorithms
 (backoff formula, delivery merging, dead-letter extensions, filter evaluation) follow the
 class's data plane: eventing core's Go code or eventing-kafka-broker's Java code.
+
+The objects are data, at the bottom with the other API types (Knative keeps the class
+annotation and its values in ``pkg/apis/eventing/register.go``): a Broker is parsed with
+its class once; the algorithms that read these fields are in :mod:`knlocal.eventing`.
 """
 
 import enum

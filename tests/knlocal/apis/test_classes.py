@@ -2,14 +2,14 @@
 
 import pytest
 
-from knlocal.errors import ManifestError
-from knlocal.eventing.classes import (
+from knlocal.apis.classes import (
     BROKER_CLASSES,
     KAFKA_BROKER,
     MT_CHANNEL_BASED_BROKER,
     RABBITMQ_BROKER,
     broker_class_named,
 )
+from knlocal.errors import ManifestError
 
 
 def test_s3_classes_are_found_by_their_annotation_value() -> None:

@@ -2,7 +2,6 @@
 make a running Broker, a Trigger's dispatcher and a revision's environment.
 """
 
-import os
 from collections.abc import Mapping
 
 from knlocal.apis.eventing import Broker, Trigger
@@ -18,19 +17,6 @@ from knlocal.eventing.filters import build_trigger_filter
 from knlocal.eventing.sender import Target
 from knlocal.resolver import Resolver
 from knlocal.settings import Settings
-
-#: Variables of the runtime's own environment that reach the functions: credentials and
-#: settings of the cloud services they use, which a cluster would give them by a Secret.
-PASSTHROUGH_ENV = frozenset(
-    {
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "DYNAMODB_TABLE_PREFIX",
-    }
-)
 
 
 async def open_broker(
@@ -124,10 +110,8 @@ def revision_environment(
         "DYNAMODB_ENDPOINT": s.dynamodb_endpoint,
         "LOG_LEVEL": s.log_level,
     }
-    # OTEL_*: the functions trace as the runtime does (knlocal/tracing.py, functions/tracing.py).
-    env.update(
-        {k: v for k, v in os.environ.items() if k in PASSTHROUGH_ENV or k.startswith("OTEL_")}
-    )
+    # Credentials and OTEL_*, read once by Settings.from_env (knlocal/settings.py).
+    env.update(s.passthrough_env)
     if sink is not None:
         env["K_SINK"] = sink
     return env

@@ -12,7 +12,6 @@ typed manifests of :mod:`knlocal.apis`, and served here:
 
 import asyncio
 import logging
-import os
 import time
 
 import aiohttp
@@ -79,8 +78,10 @@ class Runtime:
 
         :raises ConfigError, ManifestError, BackendError: with a message naming what to fix.
         """
-        if tracing.configure(os.environ):  # the OTEL_* variables; off (no-op hooks) otherwise
-            log.info("tracing: spans exported by %s", tracing.exporter_name(os.environ))
+        # The OTEL_* variables, as Settings.from_env read them; off (no-op hooks) otherwise.
+        otel = dict(self.settings.passthrough_env)
+        if tracing.configure(otel):
+            log.info("tracing: spans exported by %s", tracing.exporter_name(otel))
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             auto_decompress=False,

@@ -19,6 +19,21 @@ BROKERS = ("inmemory", "kafka", "rabbitmq", "nats")
 STORES = ("sqlite", "dynamodb")
 PROFILES = ("local", "knative")
 
+#: Variables of the runtime's own environment that reach the functions: credentials and
+#: settings of the cloud services they use, which a cluster would give them by a Secret.
+#: Every `OTEL_*` variable does too: the functions trace as the runtime does.
+PASSTHROUGH_ENV = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "DYNAMODB_TABLE_PREFIX",
+    }
+)
+PASSTHROUGH_PREFIX = "OTEL_"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -70,6 +85,9 @@ class Settings:
     read_timeout: int = 60
     #: A fault plan (YAML) to inject in the event path (env FAULTS); none by default.
     faults: Path | None = None
+    #: The variables of :data:`PASSTHROUGH_ENV` and the `OTEL_*` ones, as `from_env` found
+    #: them: the runtime's tracing reads them, and every instance gets them.
+    passthrough_env: tuple[tuple[str, str], ...] = ()
 
     _ENV: ClassVar[dict[str, str]] = {
         "broker": "BROKER",
@@ -103,14 +121,18 @@ class Settings:
         env = os.environ if env is None else env
         given: dict[str, Any] = {}
         for field in fields(cls):
+            if field.name not in cls._ENV:
+                continue
             raw = overrides.get(field.name)
             if raw is None:
                 raw = env.get(cls._ENV[field.name]) or None
             if raw is not None:
                 given[field.name] = raw
         application = application_settings(Path(given.get("manifests", cls.manifests)))
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"passthrough_env": passthrough(env)}
         for field in fields(cls):
+            if field.name not in cls._ENV:
+                continue
             raw = given.get(field.name, application.get(field.name))
             if raw is not None:
                 values[field.name] = _convert(field.name, cls._ENV[field.name], raw, field.type)
@@ -131,6 +153,17 @@ class Settings:
                     f"{cls._ENV[name]}={value!r} is not valid; expected one of {', '.join(choices)}"
                 )
         return settings
+
+
+def passthrough(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The variables of `env` that reach the functions (:data:`PASSTHROUGH_ENV`, `OTEL_*`)."""
+    return tuple(
+        sorted(
+            (key, value)
+            for key, value in env.items()
+            if key in PASSTHROUGH_ENV or key.startswith(PASSTHROUGH_PREFIX)
+        )
+    )
 
 
 def _convert(name: str, variable: str, raw: Any, kind: Any) -> Any:

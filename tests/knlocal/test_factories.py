@@ -19,8 +19,10 @@ def test_the_environment_is_the_containers_plus_the_runtime_contract(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
     monkeypatch.setenv("UNRELATED_SECRET", "x")
-    env = revision_environment(SERVICE, Settings(data_dir=tmp_path), "http://127.0.0.1:8081/d/d")
+    settings = Settings.from_env(data_dir=str(tmp_path))
+    env = revision_environment(SERVICE, settings, "http://127.0.0.1:8081/d/d")
     assert env["FUNCTION"] == "user-create"
     assert (env["K_SERVICE"], env["K_CONFIGURATION"], env["K_REVISION"]) == (
         "user-create",
@@ -30,6 +32,7 @@ def test_the_environment_is_the_containers_plus_the_runtime_contract(
     assert env["K_SINK"] == "http://127.0.0.1:8081/d/d"
     assert env["DATA_DIR"] == str(tmp_path.resolve())
     assert env["AWS_REGION"] == "eu-west-1"
+    assert env["OTEL_TRACES_EXPORTER"] == "zipkin"
     assert "UNRELATED_SECRET" not in env
 
 

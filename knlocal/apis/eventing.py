@@ -17,7 +17,7 @@ from knlocal.apis.classes import (
 )
 from knlocal.apis.duck import DeliverySpec, Destination, ObjectRef
 from knlocal.apis.filters import TriggerFilters, parse_filters
-from knlocal.apis.meta import ObjectMeta, mapping, string
+from knlocal.apis.meta import ObjectMeta, mapping, required, string
 from knlocal.errors import ManifestError
 
 #: Kafka broker Trigger annotation selecting per-partition order (§3.1).
@@ -114,14 +114,13 @@ def parse_trigger(meta: ObjectMeta, spec: Mapping[str, Any]) -> Trigger:
         broker = string(spec, "broker", "spec")
         if not broker:
             raise ManifestError("spec.broker: missing required field")
-        if spec.get("subscriber") is None:
-            raise ManifestError("spec.subscriber: missing required field")
+        subscriber = required(spec, "subscriber", "spec")
         return Trigger(
             name=meta.name,
             namespace=meta.namespace,
             broker=broker,
             filters=filters,
-            subscriber=Destination.from_manifest(spec["subscriber"], field="spec.subscriber"),
+            subscriber=Destination.from_manifest(subscriber, field="spec.subscriber"),
             delivery=DeliverySpec.from_manifest(spec.get("delivery")),
             ordered=order == "ordered",
             annotations=meta.annotations,

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from knlocal.apis.duck import Destination
-from knlocal.apis.meta import ObjectMeta, mapping, string, string_map
+from knlocal.apis.meta import ObjectMeta, mapping, required, string, string_map
 from knlocal.errors import ManifestError
 
 #: The subject a SinkBinding may bind locally: a Knative Service.
@@ -70,9 +70,7 @@ def parse_sink_binding(meta: ObjectMeta, spec: Mapping[str, Any]) -> SinkBinding
         name = string(subject, "name", "spec.subject")
         if not name:
             raise ManifestError("spec.subject.name: missing required field")
-        if spec.get("sink") is None:
-            raise ManifestError("spec.sink: missing required field")
-        sink = Destination.from_manifest(spec["sink"], field="spec.sink")
+        sink = Destination.from_manifest(required(spec, "sink", "spec"), field="spec.sink")
     except ManifestError as exc:
         raise ManifestError(f"{meta.where}: {exc}") from None
     return SinkBinding(meta.name, meta.namespace, name, sink)
@@ -94,9 +92,7 @@ def parse_ping_source(meta: ObjectMeta, spec: Mapping[str, Any]) -> PingSource:
                 json.loads(data)
             except (TypeError, json.JSONDecodeError) as exc:
                 raise ManifestError(f"spec.data is not JSON ({exc}): {data!r}") from None
-        if spec.get("sink") is None:
-            raise ManifestError("missing required field 'sink'")
-        sink = Destination.from_manifest(spec["sink"], field="spec.sink")
+        sink = Destination.from_manifest(required(spec, "sink", "spec"), field="spec.sink")
         overrides = mapping(spec.get("ceOverrides"), "spec.ceOverrides")
         extensions = string_map(overrides.get("extensions"), "spec.ceOverrides.extensions")
     except ManifestError as exc:

@@ -206,3 +206,18 @@ def test_apis_is_the_bottom_layer() -> None:
         if any(name == layer or name.startswith(layer + ".") for layer in above)
     ]
     assert not offenders, f"knlocal.apis importing a layer above it: {offenders}"
+
+
+def test_the_checks_see_what_they_look_for() -> None:
+    """The rules above can fail: a cycle is found, and only load-time imports count."""
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
+    tree = ast.parse(
+        "import x\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import y\n"
+        "try:\n    import z\nexcept ImportError:\n    pass\n"
+        "def f():\n    import w\n"
+    )
+    names = {alias.name for node in _module_level_imports(tree) for alias in node.names}
+    assert names == {"x", "TYPE_CHECKING", "z"}

@@ -1,7 +1,7 @@
 """`eventing.knative.dev/v1` Broker and Trigger (Knative: `pkg/apis/eventing/v1`).
 
 A Trigger's `subscriber` and both objects' `delivery` are Knative's duck types
-(:class:`~knlocal.eventing.delivery.Destination`, :class:`~knlocal.eventing.delivery.DeliverySpec`),
+(:class:`~knlocal.apis.duck.Destination`, :class:`~knlocal.apis.duck.DeliverySpec`),
 validated as the webhook validates them; its filters are :mod:`knlocal.apis.filters`.
 """
 

@@ -27,6 +27,12 @@ from knlocal.sources import ping
 #: Kafka broker Trigger annotation selecting per-partition order (§3.1).
 DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
 
+#: RabbitMQ broker Trigger annotation: deliveries in flight, 1 to 1000; 1 (the default) keeps the
+#: queue's order (§3.3).
+PARALLELISM_ANNOTATION = "rabbitmq.eventing.knative.dev/parallelism"
+#: Its bounds (eventing-rabbitmq `pkg/apis/eventing/v1/trigger_validation.go`).
+PARALLELISM_RANGE = range(1, 1001)
+
 #: The label that keeps a Knative Service off the public ingress: its Route gets only the
 #: cluster-local host (knative.dev/networking pkg/apis/networking/register.go, VisibilityLabelKey).
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
@@ -69,6 +75,33 @@ class Broker:
     delivery: DeliverySpec | None
 
 
+#: Queue types eventing-rabbitmq accepts in `RabbitmqBrokerConfig.spec.queueType` (§3.3).
+RABBITMQ_QUEUE_TYPES = ("quorum", "classic")
+
+
+@dataclass(frozen=True)
+class RabbitmqBrokerConfig:
+    """A RabbitMQ Broker's config (`eventing.knative.dev/v1alpha1`, §3.3).
+
+    :ivar cluster: the `rabbitmqClusterReference` as `namespace/name`; the local runtime maps it
+        to its RabbitMQ (RABBITMQ_URL).
+    """
+
+    name: str
+    namespace: str
+    cluster: str
+    queue_type: str = "quorum"
+    vhost: str = "/"
+
+    def data(self) -> Mapping[str, str]:
+        """The config as the backend takes it (`BrokerBackend.config`): the spec's keys."""
+        return {
+            "rabbitmqClusterReference": self.cluster,
+            "queueType": self.queue_type,
+            "vhost": self.vhost,
+        }
+
+
 @dataclass(frozen=True)
 class Trigger:
     """A Trigger; `spec` is kept whole for the filter parser (filters.py)."""
@@ -82,6 +115,14 @@ class Trigger:
     delivery: DeliverySpec | None
     #: `kafka.eventing.knative.dev/delivery.order: ordered` (§3.1).
     ordered: bool
+    #: `rabbitmq.eventing.knative.dev/parallelism`, when set (§3.3).
+    parallelism: int | None = None
+
+    @property
+    def filter_attributes(self) -> Mapping[str, str]:
+        """The legacy `spec.filter.attributes` (exact values; "" = any value), else empty."""
+        attributes = (self.spec.get("filter") or {}).get("attributes") or {}
+        return {str(k): str(v) for k, v in attributes.items()}
 
 
 @dataclass(frozen=True)
@@ -121,6 +162,9 @@ class System:
     routes: tuple[Route, ...]
     config_maps: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
     ping_sources: tuple[ping.PingSource, ...] = ()
+    rabbitmq_broker_configs: Mapping[tuple[str, str], RabbitmqBrokerConfig] = field(
+        default_factory=dict
+    )
 
     def config_map(self, namespace: str, name: str) -> Mapping[str, str]:
         """Return a ConfigMap's data, or an empty mapping when it is not declared."""
@@ -159,6 +203,7 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
     routes: list[Route] = []
     config_maps: dict[tuple[str, str], dict[str, str]] = {}
     pings: list[tuple[Path, ping.PingSource]] = []
+    rabbitmq_configs: dict[tuple[str, str], RabbitmqBrokerConfig] = {}
     # The file each reference came from, so that a dangling one is reported with its file.
     origins: list[tuple[Path, Trigger | SinkBinding | Route]] = []
     for path, doc in documents:
@@ -191,6 +236,8 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
             for route in _routes(path, spec):
                 routes.append(route)
                 origins.append((path, route))
+        elif kind == "eventing.knative.dev/v1alpha1/RabbitmqBrokerConfig":
+            rabbitmq_configs[(namespace, name)] = _rabbitmq_config(path, name, namespace, spec)
         elif kind == "v1/ConfigMap":
             config_maps[(namespace, name)] = {
                 str(k): str(v) for k, v in (doc.get("data") or {}).items()
@@ -203,8 +250,10 @@ def build(documents: list[tuple[Path, dict[str, Any]]]) -> System:
         tuple(routes),
         config_maps,
         tuple(source for _, source in pings),
+        rabbitmq_configs,
     )
     _check_references(system, origins)
+    _check_broker_configs(system)
     for path, source in pings:
         ref = source.sink.ref
         if ref is not None and ref.kind == "Service" and ref.name not in system.services:
@@ -269,6 +318,41 @@ def _broker(
         raise ManifestError(f"{path}: Broker {namespace}/{name}: {exc}") from None
 
 
+def _rabbitmq_config(
+    path: Path, name: str, namespace: str, spec: Mapping[str, Any]
+) -> RabbitmqBrokerConfig:
+    where = f"{path}: RabbitmqBrokerConfig {namespace}/{name}"
+    reference = spec.get("rabbitmqClusterReference") or {}
+    if not reference.get("name"):
+        raise ManifestError(f"{where}: expected spec.rabbitmqClusterReference.name; found none")
+    queue_type = str(spec.get("queueType", "quorum"))
+    if queue_type not in RABBITMQ_QUEUE_TYPES:
+        raise ManifestError(
+            f"{where}: spec.queueType: expected one of {', '.join(RABBITMQ_QUEUE_TYPES)};"
+            f" found {queue_type!r}"
+        )
+    return RabbitmqBrokerConfig(
+        name=name,
+        namespace=namespace,
+        cluster=f"{reference.get('namespace', namespace)}/{reference['name']}",
+        queue_type=queue_type,
+        vhost=str(spec.get("vhost") or "/"),
+    )
+
+
+def _check_broker_configs(system: System) -> None:
+    for (namespace, name), broker in system.brokers.items():
+        ref = broker.config or {}
+        if ref.get("kind") != "RabbitmqBrokerConfig":
+            continue
+        key = (ref.get("namespace", namespace), str(ref.get("name", "")))
+        if key not in system.rabbitmq_broker_configs:
+            raise ManifestError(
+                f"Broker {namespace}/{name}: spec.config refers to RabbitmqBrokerConfig"
+                f" {key[0]}/{key[1]}: not found"
+            )
+
+
 def _trigger(
     path: Path, name: str, namespace: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> Trigger:
@@ -291,9 +375,21 @@ def _trigger(
             ),
             delivery=DeliverySpec.from_manifest(spec.get("delivery")),
             ordered=order == "ordered",
+            parallelism=_parallelism(annotations.get(PARALLELISM_ANNOTATION)),
         )
     except ManifestError as exc:
         raise ManifestError(f"{path}: Trigger {name}: {exc}") from None
+
+
+def _parallelism(value: object) -> int | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.isdigit() or int(text) not in PARALLELISM_RANGE:
+        raise ManifestError(
+            f"{PARALLELISM_ANNOTATION}: expected a whole number from 1 to 1000, found {value!r}"
+        )
+    return int(text)
 
 
 def _routes(path: Path, spec: Mapping[str, Any]) -> Iterator[Route]:

@@ -25,8 +25,9 @@ from knlocal.edge import json_error
 from knlocal.errors import ConfigError, ManifestError
 from knlocal.eventing.backends import registry as backends
 from knlocal.eventing.broker import BrokerTarget, RunningBroker, ingress_app
+from knlocal.eventing.classes import RABBITMQ_BROKER
 from knlocal.eventing.delivery import Destination, effective_delivery
-from knlocal.eventing.dispatcher import TriggerDispatcher
+from knlocal.eventing.dispatcher import DEFAULT_PARALLELISM, TriggerDispatcher
 from knlocal.eventing.faults import FaultPlan, FaultyBroker, FaultyTarget, Injector
 from knlocal.eventing.filters import build_trigger_filter
 from knlocal.eventing.sender import Reply, Target
@@ -172,9 +173,12 @@ class Runtime:
 
     def _broker_config(self, broker: manifests.Broker) -> Mapping[str, str]:
         ref = broker.config or {}
+        key = (ref.get("namespace", broker.namespace), str(ref.get("name", "")))
+        if ref.get("kind") == "RabbitmqBrokerConfig":
+            return self.system.rabbitmq_broker_configs[key].data()
         if ref.get("kind", "ConfigMap") != "ConfigMap" or not ref.get("name"):
             return {}
-        return self.system.config_map(ref.get("namespace", broker.namespace), ref["name"])
+        return self.system.config_map(*key)
 
     def _start_revisions(self, session: aiohttp.ClientSession) -> None:
         s = self.settings
@@ -252,6 +256,11 @@ class Runtime:
         group = broker_class.consumer_group(trigger.namespace, trigger.name)
         name = f"{trigger.namespace}/{trigger.name}"
         subscriber: Target = self._target(trigger.subscriber, session, where)
+        parallelism, ordered = DEFAULT_PARALLELISM, trigger.ordered
+        if broker_class is RABBITMQ_BROKER:
+            # §3.3: `parallelism` deliveries in flight, default 1; only 1 keeps the queue's order.
+            parallelism = trigger.parallelism or 1
+            ordered = parallelism == 1
         rules = self.faults.plan.triggers.get(name) if self.faults else None
         if self.faults is not None and rules:
             subscriber = FaultyTarget(subscriber, name, rules, self.faults)
@@ -263,9 +272,12 @@ class Runtime:
             delivery=delivery,
             subscriber=subscriber,
             dead_letter=dead_letter,
-            subscription=await broker.backend.subscribe(group, ordered=trigger.ordered),
+            subscription=await broker.backend.subscribe(
+                group, ordered=ordered, attributes=trigger.filter_attributes
+            ),
             reply=BrokerTarget(broker, broker_url),
-            ordered=trigger.ordered,
+            parallelism=parallelism,
+            ordered=ordered,
         )
 
     def _ingress_app(self) -> web.Application:

@@ -57,6 +57,8 @@ log = logging.getLogger("knlocal.eventing")
 #: line about an event carries it, as the functions' JSON lines do, so that one operation's path
 #: can be followed across the runtime and the functions with one grep.
 OPERATION_ID_EXTENSION = "operationid"
+#: Deliveries in flight per Trigger unless its class says otherwise.
+DEFAULT_PARALLELISM = 100
 
 
 def _about(event: BaseCloudEvent) -> dict[str, object]:
@@ -106,7 +108,7 @@ class TriggerDispatcher:
         dead_letter: Target | None,
         subscription: Subscription,
         reply: Target,
-        parallelism: int = 100,
+        parallelism: int = DEFAULT_PARALLELISM,
         ordered: bool = False,
     ) -> None:
         self.name = name

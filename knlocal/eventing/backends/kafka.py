@@ -38,7 +38,7 @@ from kafka.errors import KafkaError, NoError, RetriableError, TopicAlreadyExists
 from kafka.structs import OffsetAndMetadata
 
 from knlocal.errors import BackendError, ConfigError
-from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
+from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_kafka, encode_kafka
 from knlocal.manifests import Broker
 
@@ -236,7 +236,9 @@ class KafkaBackend(BrokerBackend):
                 f" {self.topic}: {exc}"
             ) from exc
 
-    async def subscribe(self, group: str, ordered: bool) -> Subscription:
+    async def subscribe(
+        self, group: str, ordered: bool, attributes: Mapping[str, str] = NO_ATTRIBUTES
+    ) -> Subscription:
         """Join consumer group `group`; its position is fixed before this returns.
 
         A new group starts at the end of the topic, as a new Trigger does in Knative (§3.1,

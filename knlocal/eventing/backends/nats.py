@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Final
 
 import nats
@@ -38,7 +39,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from knlocal.errors import BackendError
-from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
+from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, encode_binary
 from knlocal.manifests import Broker
 
@@ -135,7 +136,9 @@ class NatsBackend(BrokerBackend):
                     ) from exc
             await asyncio.sleep(RETRY_SECONDS)
 
-    async def subscribe(self, group: str, ordered: bool) -> Subscription:
+    async def subscribe(
+        self, group: str, ordered: bool, attributes: Mapping[str, str] = NO_ATTRIBUTES
+    ) -> Subscription:
         """Bind the Trigger's durable consumer (created at the stream's end when new)."""
         config = ConsumerConfig(
             durable_name=group,

@@ -120,9 +120,14 @@ class Trigger:
 
     @property
     def filter_attributes(self) -> Mapping[str, str]:
-        """The legacy `spec.filter.attributes` (exact values; "" = any value), else empty."""
-        attributes = (self.spec.get("filter") or {}).get("attributes") or {}
-        return {str(k): str(v) for k, v in attributes.items()}
+        """See :func:`filter_attributes`."""
+        return filter_attributes(self.spec)
+
+
+def filter_attributes(trigger_spec: Mapping[str, Any]) -> Mapping[str, str]:
+    """A Trigger's legacy `spec.filter.attributes` (exact values; "" = any value), else empty."""
+    attributes = (trigger_spec.get("filter") or {}).get("attributes") or {}
+    return {str(k): str(v) for k, v in attributes.items()}
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,16 @@ class System:
     def config_map(self, namespace: str, name: str) -> Mapping[str, str]:
         """Return a ConfigMap's data, or an empty mapping when it is not declared."""
         return self.config_maps.get((namespace, name), {})
+
+    def broker_config(self, broker: Broker) -> Mapping[str, str]:
+        """The data of what a Broker's `spec.config` names: a ConfigMap or RabbitmqBrokerConfig."""
+        ref = broker.config or {}
+        key = (ref.get("namespace", broker.namespace), str(ref.get("name", "")))
+        if ref.get("kind") == "RabbitmqBrokerConfig":
+            return self.rabbitmq_broker_configs[key].data()
+        if ref.get("kind", "ConfigMap") != "ConfigMap" or not ref.get("name"):
+            return {}
+        return self.config_map(*key)
 
 
 def load(settings: Settings) -> System:

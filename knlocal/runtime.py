@@ -148,7 +148,7 @@ class Runtime:
                 {f"{ns}/{name}" for ns, name in self.system.brokers},
             )
         for (namespace, name), broker in self.system.brokers.items():
-            backend = backends.create(broker, self._broker_config(broker), self.settings)
+            backend = backends.create(broker, self.system.broker_config(broker), self.settings)
             await backend.open()
             running = RunningBroker(broker, backend)
             rules = self.faults.plan.brokers.get(f"{namespace}/{name}") if self.faults else None
@@ -170,15 +170,6 @@ class Runtime:
         await self._serve(self._ingress_app(), s.ingress_port)
         await self._serve(ingress_app(self.brokers), s.broker_port)
         await self._serve(metrics_app(self), s.admin_port)
-
-    def _broker_config(self, broker: manifests.Broker) -> Mapping[str, str]:
-        ref = broker.config or {}
-        key = (ref.get("namespace", broker.namespace), str(ref.get("name", "")))
-        if ref.get("kind") == "RabbitmqBrokerConfig":
-            return self.system.rabbitmq_broker_configs[key].data()
-        if ref.get("kind", "ConfigMap") != "ConfigMap" or not ref.get("name"):
-            return {}
-        return self.system.config_map(*key)
 
     def _start_revisions(self, session: aiohttp.ClientSession) -> None:
         s = self.settings

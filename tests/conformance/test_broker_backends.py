@@ -84,7 +84,7 @@ class BackendCase:
     kne_headers_as_extensions: bool
 
     def config(self) -> Mapping[str, str]:
-        """The data of the Broker's ConfigMap, as brokers/<backend>/ declares it."""
+        """The data of the Broker's config, as brokers/<backend>/ declares it."""
         return _manifest_config(self.name)
 
 
@@ -92,8 +92,7 @@ class BackendCase:
 def _manifest_config(backend: str) -> Mapping[str, str]:
     system = manifests.load(Settings(broker=backend, manifests=ROOT))
     [broker] = system.brokers.values()
-    ref = broker.config or {}
-    return system.config_map(ref.get("namespace", broker.namespace), ref.get("name", ""))
+    return system.broker_config(broker)
 
 
 INMEMORY = BackendCase(
@@ -269,7 +268,9 @@ class Eventing:
             delivery=delivery,
             subscriber=HttpTarget(self._session, subscriber.url),
             dead_letter=None if dead_letter is None else HttpTarget(self._session, dead_letter.url),
-            subscription=await self.backend.subscribe(group, ordered=ordered),
+            subscription=await self.backend.subscribe(
+                group, ordered=ordered, attributes=manifests.filter_attributes(spec or {})
+            ),
             reply=BrokerTarget(
                 self.running, f"http://127.0.0.1:8081/{NAMESPACE}/{self.broker.name}"
             ),

@@ -41,7 +41,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import AMQPError, ChannelPreconditionFailed
 
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
@@ -181,20 +181,36 @@ class RabbitMQBackend(BrokerBackend):
         A queue delivers in order; `ordered` hands out one event at a time (prefetch 1).
         """
         try:
-            channel = await self._connection.channel()
-            await channel.set_qos(prefetch_count=1 if ordered else MAX_UNACKED)
-            queue = await channel.declare_queue(
-                group, durable=True, arguments={"x-queue-type": self.queue_type}
-            )
+            channel = await self._queue_channel(ordered)
+            try:
+                queue = await channel.declare_queue(
+                    group, durable=True, arguments={"x-queue-type": self.queue_type}
+                )
+            except ChannelPreconditionFailed as exc:
+                # A queue's type cannot change (§3.3: eventing-rabbitmq's Queue is immutable):
+                # keep the one there, with its events, and say how to change it.
+                log.warning(
+                    "queue %s exists with other arguments than queueType %s (%s); using it as"
+                    " it is: delete it (no consumer running) to have it declared anew",
+                    group,
+                    self.queue_type,
+                    exc,
+                )
+                channel = await self._queue_channel(ordered)
+                queue = await channel.declare_queue(group, passive=True)
             await queue.bind(self.exchange, arguments=binding_arguments(group, attributes))
         except _FAILURES as exc:
             raise BackendError(
                 f"RabbitMQ at {self.url}: cannot open {self.queue_type} queue {group}: {exc!r}"
-                " (a queue of that name declared with another type must be deleted first)"
             ) from exc
         subscription = RabbitMQSubscription(channel, queue)
         await subscription.start()
         return subscription
+
+    async def _queue_channel(self, ordered: bool) -> AbstractChannel:
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=1 if ordered else MAX_UNACKED)
+        return channel
 
     async def close(self) -> None:
         """See :meth:`BrokerBackend.close`."""

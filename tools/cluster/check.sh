@@ -282,6 +282,18 @@ while out=$(k apply --dry-run=server -f "$W/negative.yaml" 2>&1); do
 done
 say "negative control: a Service with containerConcurrency: -1 is denied:"
 printf '%s\n' "$out" | sed 's/^/        | /'
+# The stand-in RabbitmqBrokerConfig CRD checks its schema: a queue type it does not know is denied.
+cat >"$W/negative-rabbitmq.yaml" <<'EOF'
+apiVersion: eventing.knative.dev/v1alpha1
+kind: RabbitmqBrokerConfig
+metadata: {name: negative-control, namespace: default}
+spec: {rabbitmqClusterReference: {name: rabbitmq}, queueType: stream}
+EOF
+if out=$(k apply --dry-run=server -f "$W/negative-rabbitmq.yaml" 2>&1); then
+  fail "negative control: the RabbitmqBrokerConfig schema accepted queueType: stream" "$out"
+fi
+say "negative control: a RabbitmqBrokerConfig with queueType: stream is denied:"
+printf '%s\n' "$out" | sed 's/^/        | /'
 
 # --- The bundles ---------------------------------------------------------------------------
 overlays=$(ls deploy/overlays)

@@ -183,16 +183,15 @@ def raw_kafka_python(servers: str, count: int) -> dict[str, Any]:
 
 
 def through_runtime(
-    broker: str, kafka_server: PrivateKafka, rate: float, seconds: float
+    broker: str, kafka_server: PrivateKafka | None, rate: float, seconds: float
 ) -> dict[str, Any]:
     """`knlocal run` with `broker`, warmed up, then `knlocal burst` at `rate` for `seconds`,
-    with the CPU time each process role (Kafka's JVM included) spent on the burst."""
-    servers = kafka_server.servers
+    with the CPU time each process role (Kafka's JVM included, when given) spent on the burst."""
+    env = {"BROKER": broker, "STORE": "sqlite"}
+    if kafka_server is not None:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_server.servers
     with tempfile.TemporaryDirectory(prefix=f"bench-{broker}-") as data:
-        runtime = RuntimeProcess(
-            Path(data),
-            {"BROKER": broker, "STORE": "sqlite", "KAFKA_BOOTSTRAP_SERVERS": servers},
-        )
+        runtime = RuntimeProcess(Path(data), env)
         runtime.start()
         try:
             # Scale every function from zero first: cold starts are measured by `make bench`.
@@ -206,8 +205,10 @@ def through_runtime(
             )
             asyncio.run(Burst(burst(count=20, rate=20.0), progress=False).run())
             assert runtime.process is not None
-            kafka_pid = int(kafka_server.pid_file.read_text().strip())
-            with CpuMeter(runtime.process.pid, {"kafka": kafka_pid}) as meter:
+            servers = {}
+            if kafka_server is not None:
+                servers["kafka"] = int(kafka_server.pid_file.read_text().strip())
+            with CpuMeter(runtime.process.pid, servers) as meter:
                 json_path, png_path, report = run_burst(
                     burst(count=int(rate * seconds), rate=rate), ["bench/bench_kafka.py", broker]
                 )

@@ -10,7 +10,8 @@ For each backend, on the shared server (`make rabbitmq`, `make nats`), with a Br
    consumer acking each message, no CloudEvents.
 
 3. **runtime**: `knlocal burst` at 100 users/s for SECONDS through `knlocal run` with
-   BROKER=rabbitmq and BROKER=nats, and BROKER=inmemory as the baseline (bench/bench_kafka.py's
+   BROKER=rabbitmq and BROKER=nats, each on a private server of its own (tools/rabbitmq.sh,
+   tools/nats.sh on free ports), and BROKER=inmemory as the baseline (bench/bench_kafka.py's
    measurement, warmed up): `POST /users` latency and time to `completed`.
 
 RabbitMQ also gets pika (blocking, publisher confirms, one publisher: pika has no concurrency
@@ -44,8 +45,11 @@ from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER, RABBITMQ_BROKER
 from knlocal.eventing.events import encode_binary
 from knlocal.manifests import Broker
 from knlocal.settings import Settings
+from tests.knlocal.eventing.backends.broker_servers import PrivateServer
 
 RESULTS = Path(__file__).parent / "results"
+#: The runtime's setting naming each server (tests/knlocal/test_broker_faults.py's).
+URL_VARIABLE = {"rabbitmq": "RABBITMQ_URL", "nats": "NATS_URL"}
 
 
 def manifest_config(kind: str) -> Mapping[str, str]:
@@ -232,6 +236,25 @@ async def plain_nats(count: int, concurrency: int) -> float:
     return count / elapsed
 
 
+def runtime_burst(kind: str, seconds: float) -> dict[str, Any]:
+    """100 users/s through `knlocal run` on `kind`; RabbitMQ and NATS on a private server, so
+    that what the burst leaves unfinished in the durable queues is not left on the shared one."""
+    if kind not in URL_VARIABLE:
+        return through_runtime(kind, None, 100.0, seconds)
+    server = PrivateServer(kind)
+    server.start()
+    saved = os.environ.get(URL_VARIABLE[kind])
+    os.environ[URL_VARIABLE[kind]] = server.url
+    try:
+        return through_runtime(kind, None, 100.0, seconds)
+    finally:
+        if saved is None:
+            del os.environ[URL_VARIABLE[kind]]
+        else:
+            os.environ[URL_VARIABLE[kind]] = saved
+        server.stop()
+
+
 async def main(count: int, concurrency: int, seconds: float) -> dict[str, Any]:
     """Every measurement, in one run."""
     loadavg_before = os.getloadavg()
@@ -254,7 +277,7 @@ async def main(count: int, concurrency: int, seconds: float) -> dict[str, Any]:
         # BROKER=inmemory is the same run's baseline; Kafka's is `make bench` (bench_kafka.py).
         for kind in ("inmemory", "rabbitmq", "nats"):
             result.setdefault(kind, {})["runtime_100_per_s"] = await asyncio.to_thread(
-                through_runtime, kind, None, 100.0, seconds
+                runtime_burst, kind, seconds
             )
     result["machine"] = machine_info(loadavg_before, os.getloadavg())
     return result

@@ -109,6 +109,7 @@ CONF
         RABBITMQ_NODE_PORT="$RABBITMQ_PORT" RABBITMQ_DIST_PORT="$RABBITMQ_DIST_PORT" \
         RABBITMQ_CONFIG_FILE="$DATA_DIR/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$DATA_DIR/enabled_plugins" \
         RABBITMQ_MNESIA_BASE="$DATA_DIR/mnesia" RABBITMQ_LOG_BASE="$DATA_DIR/log" RABBITMQ_LOGS=- \
+        ERL_CRASH_DUMP="$DATA_DIR/erl_crash.dump" \
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
         launch "$SERVER" -knlocal_node "$NODE"
     wait_ready "$RABBITMQ_START_TIMEOUT" probe

@@ -13,7 +13,7 @@ export BROKER ?= inmemory
 export STORE ?= sqlite
 
 .PHONY: help install run status test test-unit lint format kafka kafka-stop dynamodb dynamodb-stop clean
-.PHONY: rabbitmq rabbitmq-stop nats nats-stop
+.PHONY: rabbitmq rabbitmq-stop nats nats-stop zipkin zipkin-stop
 .PHONY: dynamodb-tables
 .PHONY: burst bench
 
@@ -34,7 +34,10 @@ run: $(STAMP) ## run the whole system locally (BROKER=…, STORE=…, FAULTS=pla
 	@if [ "$(BROKER)" = rabbitmq ]; then bash tools/rabbitmq.sh status >/dev/null || { echo "BROKER=rabbitmq needs RabbitMQ: run 'make rabbitmq' first"; exit 1; }; fi
 	@if [ "$(BROKER)" = nats ]; then bash tools/nats.sh status >/dev/null || { echo "BROKER=nats needs NATS: run 'make nats' first"; exit 1; }; fi
 	@if [ "$(STORE)" = dynamodb ]; then bash tools/dynamodb.sh status >/dev/null || { echo "STORE=dynamodb needs DynamoDB Local: run 'make dynamodb' first"; exit 1; }; fi
-	exec $(BIN)/knlocal run
+	@# Traces go to Zipkin when it runs (make zipkin) and the OTEL_* variables choose nothing else.
+	@if [ -z "$${OTEL_TRACES_EXPORTER:-}" ] && timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/9411" 2>/dev/null; then \
+		echo "tracing: exporting to Zipkin (http://127.0.0.1:9411/zipkin/); knlocal trace <operation-id>"; \
+		export OTEL_TRACES_EXPORTER=zipkin; fi; exec $(BIN)/knlocal run
 
 status: $(STAMP) ## live table of services and triggers of a running `make run`
 	$(BIN)/knlocal status --watch
@@ -69,6 +72,12 @@ nats: ## start nats-server with JetStream (Debian's package, installed if missin
 nats-stop: ## stop it
 	bash tools/nats.sh stop
 
+zipkin: ## start a Zipkin server on 127.0.0.1:9411 (traces; `make run` exports to it), fetched from Maven Central
+	bash tools/zipkin.sh start
+
+zipkin-stop: ## stop it
+	bash tools/zipkin.sh stop
+
 dynamodb: ## start DynamoDB Local on 127.0.0.1:8000, fetched from Maven Central
 	bash tools/dynamodb.sh start
 
@@ -92,7 +101,9 @@ clean: ## remove local data and logs (not the downloaded servers)
 # --- the cluster path (docs/cluster.md) -----------------------------------------------------------
 # IMAGE: the function image to build and to deploy; point it at your registry for a real cluster.
 IMAGE ?= dev.local/knuser-functions:0.1.0
-.PHONY: image manifests deploy undeploy cluster-check
+# TRACING=otlp: the Services export spans to deploy/tracing/otlp.env's OTLP_ENDPOINT (docs/cluster.md).
+TRACING ?=
+.PHONY: image manifests deploy undeploy cluster-check deploy-tracing undeploy-tracing
 
 image: ## build the function image IMAGE with docker, else podman (BASE_IMAGE=local: no registry)
 	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
@@ -105,14 +116,20 @@ image: ## build the function image IMAGE with docker, else podman (BASE_IMAGE=lo
 			"(as root: bash tools/podman.sh install)"; exit 1; \
 	fi
 
-manifests: ## print the YAML `make deploy` applies (BROKER=inmemory|kafka|rabbitmq|nats, IMAGE=…)
-	@BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh
+manifests: ## print the YAML `make deploy` applies (BROKER=inmemory|kafka|rabbitmq|nats, IMAGE=…, TRACING=otlp)
+	@BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' bash deploy/render.sh
 
 deploy: $(STAMP) ## apply the manifests to kubectl's current cluster; switches BROKER on a live cluster (BROKER=inmemory|kafka|rabbitmq|nats, IMAGE=…)
-	BROKER='$(BROKER)' IMAGE='$(IMAGE)' PYTHON='$(BIN)/python' bash deploy/deploy.sh
+	BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' PYTHON='$(BIN)/python' bash deploy/deploy.sh
 
 undeploy: ## delete what deploy created (nothing of the Knative install: the bundle has none of it)
-	BROKER='$(BROKER)' IMAGE='$(IMAGE)' bash deploy/render.sh | kubectl delete --ignore-not-found -f -
+	BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' bash deploy/render.sh | kubectl delete --ignore-not-found -f -
+
+deploy-tracing: ## make Knative's activator, queue-proxies and brokers export traces (config-observability; OTLP_ENDPOINT=…)
+	bash deploy/tracing.sh apply
+
+undeploy-tracing: ## remove the tracing keys from config-observability again (Knative's default: no tracing)
+	bash deploy/tracing.sh remove
 
 # A real kube-apiserver and Knative control plane judge the manifests of every broker
 # (docs/cluster.md). CLUSTER_CHECK_CACHE: where the built binaries are kept (default .run/).

@@ -36,16 +36,16 @@ from cloudevents.core.v1.event import CloudEvent
 from nats.js.api import StreamConfig
 
 from bench.bench_kafka import through_runtime
-from knlocal import manifests
-from knlocal.burst import machine_info
+from knlocal.apis import loader
+from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER, RABBITMQ_BROKER
 from knlocal.eventing.events import encode_binary
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.broker_servers import PrivateServer
+from knuser_tools.burst import machine_info
+from tests.servers import PrivateServer
 
 RESULTS = Path(__file__).parent / "results"
 #: The runtime's setting naming each server (tests/knlocal/test_broker_faults.py's).
@@ -54,7 +54,7 @@ URL_VARIABLE = {"rabbitmq": "RABBITMQ_URL", "nats": "NATS_URL"}
 
 def manifest_config(kind: str) -> Mapping[str, str]:
     """The Broker's config as brokers/<kind>/ declares it (RabbitMQ: its queueType)."""
-    system = manifests.load(Settings(broker=kind, manifests=Path(__file__).parents[1]))
+    system = loader.load(Settings(broker=kind, manifests=Path(__file__).parents[1]))
     [broker] = system.brokers.values()
     return system.broker_config(broker)
 

@@ -23,10 +23,11 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from knlocal.burst import machine_info, summarize
+from knlocal.apis.filters import parse_filters
 from knlocal.eventing.cesql import compile_expression
 from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.filters import build_trigger_filter
+from knuser_tools.burst import machine_info, summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXPRESSION = "type = 'x' AND source LIKE 'a%'"
@@ -58,9 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     matching = _attributes(type="x", source="a/users")
     other = _attributes(type="y", source="b/users")
-    cesql = build_trigger_filter({"filters": [{"cesql": EXPRESSION}]}, MT_CHANNEL_BASED_BROKER)
+    cesql = build_trigger_filter(
+        parse_filters({"filters": [{"cesql": EXPRESSION}]}), MT_CHANNEL_BASED_BROKER
+    )
     dialects = build_trigger_filter(
-        {"filters": [{"exact": {"type": "x"}}, {"prefix": {"source": "a"}}]},
+        parse_filters({"filters": [{"exact": {"type": "x"}}, {"prefix": {"source": "a"}}]}),
         MT_CHANNEL_BASED_BROKER,
     )
     expression = compile_expression(EXPRESSION)

@@ -12,7 +12,11 @@ data), sharing this machine's cores with Kafka itself and the load generator:
 3. **runtime**: `knlocal burst` (the project's burst driver, as `make bench` uses it) at a steady
    100 users/s for 20 s through `knlocal run` with BROKER=kafka: `POST /users` latency, time to
    `completed`, and CPU milliseconds per completed user by process role, Kafka's JVM included
-   (bench/cpu.py); the same with BROKER=inmemory is the baseline.
+   (bench/cpu.py); then 15-s steps at rising rates (`--steps`), the highest whose every
+   operation ended at ≥ 95 % of the offered rate; and the memory of the runtime's process tree
+   (runtime, Kafka receiver and dispatcher, zygote, instances; not Kafka's JVM) at rest, every
+   service at zero, and its peak during the bursts. The same with BROKER=inmemory is the
+   baseline.
 
 Latencies are p50/p95/p99/max in milliseconds. The result goes to
 bench/results/kafka-<date-time>.json, with the command and the machine (cores, CPU, load).
@@ -20,6 +24,7 @@ bench/results/kafka-<date-time>.json, with the command and the machine (cores, C
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -27,7 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,13 +43,14 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tqdm import tqdm
 
 from bench.cpu import CpuMeter
-from knlocal.burst import Burst, BurstConfig, machine_info, run_burst, summarize
+from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends.kafka import LINGER_MS, KafkaBackend, topic_name
 from knlocal.eventing.classes import KAFKA_BROKER
 from knlocal.eventing.events import encode_kafka
-from knlocal.manifests import Broker
+from knlocal.process import RuntimeProcess
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.kafka_server import ROOT, PrivateKafka, RuntimeProcess
+from knuser_tools.burst import Burst, BurstConfig, machine_info, run_burst, summarize
+from tests.servers import ROOT, PrivateServer
 
 RESULTS = ROOT / "bench" / "results"
 #: The brokers/kafka/ ConfigMap's topic shape.
@@ -182,16 +188,108 @@ def raw_kafka_python(servers: str, count: int) -> dict[str, Any]:
 # --- 3. the runtime at a steady rate ------------------------------------------------------------
 
 
+def _tree_memory_mb(root: int) -> dict[str, float]:
+    """RSS and PSS (shared pages divided among their users) of `root` and its descendants."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if entry.name.isdigit():
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(stat[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    totals = {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0.0}
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name in ("Rss", "Pss"):
+                    totals[f"{name.lower()}_mb"] += int(value.split()[0]) / 1024
+            totals["processes"] += 1
+    return {key: round(value, 1) for key, value in totals.items()}
+
+
+class PeakMemory:
+    """Samples the tree's memory every 0.25 s while entered; keeps the peak."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.peak: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            sample = _tree_memory_mb(self.root)
+            for key, value in sample.items():
+                self.peak[key] = max(self.peak.get(key, 0.0), value)
+
+
+def _at_rest(runtime: RuntimeProcess, timeout: float = 60.0) -> dict[str, float]:
+    """The tree's memory once every service is back at zero instances."""
+    assert runtime.process is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        services = runtime.status().get("services", {})
+        if all(not s["pids"] and not s["starting"] for s in services.values()):
+            time.sleep(1.0)  # the last instances' exits
+            return _tree_memory_mb(runtime.process.pid)
+        time.sleep(0.5)
+    return {"not_at_zero_after_s": timeout}
+
+
+def _steps(burst: Callable[..., BurstConfig], broker: str, steps: Sequence[int]) -> dict[str, Any]:
+    """15-s steps at rising rates until one is not sustained."""
+    sustained: list[dict[str, Any]] = []
+    best = 0
+    for rate in steps:
+        _, _, report = run_burst(
+            burst(count=rate * 15, rate=float(rate)), ["bench/bench_kafka.py", broker, "steps"]
+        )
+        finished = report["throughput"]["finished_per_s"] or 0.0
+        ok = (
+            report["completed"] == report["created"]
+            and not report["errors"]
+            and report["lost"] == 0
+            and finished >= 0.95 * rate
+        )
+        sustained.append(
+            {"rate": rate, "sustained": ok, "load": list(os.getloadavg())}
+            | {key: report[key] for key in ("completed", "failed", "lost", "errors")}
+            | {key: report[key] for key in ("throughput", "post_latency_ms", "time_to_final_ms")}
+        )
+        if not ok:
+            break
+        best = rate
+    return {"step_seconds": 15, "max_rate_sustained_per_s": best, "steps": sustained}
+
+
 def through_runtime(
-    broker: str, kafka_server: PrivateKafka | None, rate: float, seconds: float
+    broker: str,
+    kafka_server: PrivateServer | None,
+    rate: float,
+    seconds: float,
+    steps: Sequence[int] = (),
 ) -> dict[str, Any]:
     """`knlocal run` with `broker`, warmed up, then `knlocal burst` at `rate` for `seconds`,
-    with the CPU time each process role (Kafka's JVM included, when given) spent on the burst."""
+    with the CPU time each process role (Kafka's JVM included, when given) spent on the burst;
+    then the sustained-rate steps and the memory at rest and at peak."""
     env = {"BROKER": broker, "STORE": "sqlite"}
     if kafka_server is not None:
-        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_server.servers
+        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_server.url
     with tempfile.TemporaryDirectory(prefix=f"bench-{broker}-") as data:
-        runtime = RuntimeProcess(Path(data), env)
+        runtime = RuntimeProcess(Path(data), env, cwd=ROOT)
         runtime.start()
         try:
             # Scale every function from zero first: cold starts are measured by `make bench`.
@@ -208,10 +306,14 @@ def through_runtime(
             servers = {}
             if kafka_server is not None:
                 servers["kafka"] = int(kafka_server.pid_file.read_text().strip())
-            with CpuMeter(runtime.process.pid, servers) as meter:
-                json_path, png_path, report = run_burst(
-                    burst(count=int(rate * seconds), rate=rate), ["bench/bench_kafka.py", broker]
-                )
+            at_rest = _at_rest(runtime)
+            with PeakMemory(runtime.process.pid) as peak:
+                with CpuMeter(runtime.process.pid, servers) as meter:
+                    json_path, png_path, report = run_burst(
+                        burst(count=int(rate * seconds), rate=rate),
+                        ["bench/bench_kafka.py", broker],
+                    )
+                sustained = _steps(burst, broker, steps)
         finally:
             runtime.stop()
     return {
@@ -234,6 +336,8 @@ def through_runtime(
             )
         },
         "cpu": meter.result(report["completed"]),
+        "sustained": sustained,
+        "memory": {"at_rest": at_rest, "peak_in_bursts": peak.peak},
     }
 
 
@@ -243,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000, help="events in parts 1 and 2")
     parser.add_argument("--rate", type=float, default=100.0, help="users/s in part 3")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of part 3")
+    parser.add_argument(
+        "--steps", default="100,150,200,250", help="sustained-test rates, users/s, comma-separated"
+    )
     parser.add_argument("--output", type=Path, help="result file (default bench/results/…)")
     args = parser.parse_args(argv)
     result: dict[str, Any] = {
@@ -256,30 +363,37 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": {
             "backend_events_per_second": ">= 5000",
-            "runtime_time_to_completed_p99_ms": "<= 250 at 100 users/s",
+            "backend_to_raw_ratio": ">= 0.6",
+            "kafka_sustained_users_per_second": ">= 150",
+            "kafka_post_p99_ms": "<= 20 at 100 users/s",
+            "kafka_time_to_completed_p99_ms": "<= 250 at 100 users/s",
+            "kafka_cpu_ms_per_user": "<= 12",
+            "inmemory_sustained_users_per_second": ">= 250",
+            "inmemory_cpu_ms_per_user": "<= 8",
+            "runtime_at_rest_rss_mb": "<= 300",
         },
     }
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as kafka_data:
-        kafka_server = PrivateKafka(Path(kafka_data))
-        print(f"starting a Kafka of the benchmark's own on {kafka_server.servers}…", flush=True)
-        kafka_server.start()
-        try:
-            servers = kafka_server.servers
-            result["backend"] = asyncio.run(through_backend(servers, args.events))
-            result["raw_kafka_python"] = raw_kafka_python(servers, args.events)
-            result["backend_to_raw_ratio"] = round(
-                result["backend"]["events_per_second"]
-                / result["raw_kafka_python"]["events_per_second"],
-                3,
-            )
-            result["runtime_kafka"] = through_runtime(
-                "kafka", kafka_server, args.rate, args.seconds
-            )
-            result["runtime_inmemory_baseline"] = through_runtime(
-                "inmemory", kafka_server, args.rate, args.seconds
-            )
-        finally:
-            kafka_server.stop()
+    kafka_server = PrivateServer("kafka")
+    print(f"starting a Kafka of the benchmark's own on {kafka_server.url}…", flush=True)
+    kafka_server.start()
+    try:
+        servers = kafka_server.url
+        result["backend"] = asyncio.run(through_backend(servers, args.events))
+        result["raw_kafka_python"] = raw_kafka_python(servers, args.events)
+        result["backend_to_raw_ratio"] = round(
+            result["backend"]["events_per_second"]
+            / result["raw_kafka_python"]["events_per_second"],
+            3,
+        )
+        steps = [int(step) for step in args.steps.split(",") if step]
+        result["runtime_kafka"] = through_runtime(
+            "kafka", kafka_server, args.rate, args.seconds, steps
+        )
+        result["runtime_inmemory_baseline"] = through_runtime(
+            "inmemory", kafka_server, args.rate, args.seconds, steps
+        )
+    finally:
+        kafka_server.stop()
     result["machine"]["loadavg_after"] = list(os.getloadavg())
     output = (
         args.output or ROOT / "bench" / "results" / f"kafka-{time.strftime('%Y-%m-%dT%H%M%S')}.json"
@@ -294,6 +408,13 @@ def main(argv: list[str] | None = None) -> int:
         "inmemory: time to completed (ms)": result["runtime_inmemory_baseline"]["time_to_final_ms"],
         "kafka: CPU ms per user": result["runtime_kafka"]["cpu"]["cpu_ms_per_user"],
         "inmemory: CPU ms per user": result["runtime_inmemory_baseline"]["cpu"]["cpu_ms_per_user"],
+        "kafka: sustained users/s": result["runtime_kafka"]["sustained"][
+            "max_rate_sustained_per_s"
+        ],
+        "inmemory: sustained users/s": result["runtime_inmemory_baseline"]["sustained"][
+            "max_rate_sustained_per_s"
+        ],
+        "kafka: memory": result["runtime_kafka"]["memory"],
     }
     print(json.dumps(summary, indent=2))
     print(f"written to {output}")

@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,14 +40,17 @@ import aiohttp
 from tqdm import tqdm
 
 from bench.cpu import CpuMeter
-from knlocal.burst import BurstConfig, machine_info, run_burst, summarize
+from knlocal.appconfig import application_settings
+from knlocal.process import DEFAULT_SWITCHES, RuntimeProcess, free_port
 from knlocal.serving.instances import GunicornLauncher
 from knlocal.serving.zygote import ForkLauncher
+from knuser_tools.burst import BurstConfig, machine_info, run_burst, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 FF_VENV = ROOT / ".cache" / "ff-venv"
-WSGI_APP = "functions.wsgi:create_app()"
+#: The application as knlocal runs it: pyproject.toml's [tool.knlocal].
+APP = application_settings(ROOT)
 FF_APP = "bench.ff_user_approve:create_app()"
 #: The step rates of the sustained test, and the issue's targets.
 STEPS = (100, 150, 200, 250, 300, 400)
@@ -60,13 +62,6 @@ TARGETS = {
     "sustained_per_s": 250.0,
     "sustained_stretch_per_s": 400.0,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _function_env(function: str, data_dir: Path) -> dict[str, str]:
@@ -103,12 +98,16 @@ def cold_start(starts: int, function: str = "user-approve") -> dict[str, Any]:
     async def measure(launcher_kind: str) -> list[float]:
         data = Path(tempfile.mkdtemp(prefix="bench-cold-"))
         async with aiohttp.ClientSession() as session:
-            launcher: ForkLauncher | GunicornLauncher
-            if launcher_kind == "fork":
-                launcher = ForkLauncher(WSGI_APP, "127.0.0.1", data / "logs", session)
+            kind = ForkLauncher if launcher_kind == "fork" else GunicornLauncher
+            launcher = kind(
+                APP["wsgi_app"],
+                "127.0.0.1",
+                data / "logs",
+                session,
+                gunicorn_config=APP["gunicorn_config"],
+            )
+            if isinstance(launcher, ForkLauncher):
                 launcher.open()
-            else:
-                launcher = GunicornLauncher(WSGI_APP, "127.0.0.1", data / "logs", session)
             seconds = []
             try:
                 # One start first, not counted: the zygote imports while the runtime starts.
@@ -140,42 +139,18 @@ def cold_start(starts: int, function: str = "user-approve") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def local_runtime() -> Iterator[tuple[str, str, int]]:
-    """`knlocal run` on free ports with its own data folder; yields ingress, admin, pid."""
-    ports = {name: _free_port() for name in ("INGRESS_PORT", "BROKER_PORT", "ADMIN_PORT")}
+def local_runtime(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, int]]:
+    """`knlocal run` on free ports with its own data folder; yields ingress, admin, pid.
+
+    :param extra_env: more settings, e.g. the OTEL_* variables of a traced run.
+    """
     data = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "DATA_DIR": str(data)}
-    env.update(BROKER="inmemory", STORE="sqlite", PROFILE="local")
-    log_path = data / "runtime.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "knlocal.cli", "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while "knlocal: ready" not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the runtime did not start: {log_path.read_text()}")
-            time.sleep(0.05)
-        yield (
-            f"http://127.0.0.1:{ports['INGRESS_PORT']}",
-            f"http://127.0.0.1:{ports['ADMIN_PORT']}",
-            process.pid,
-        )
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with RuntimeProcess(data, {**DEFAULT_SWITCHES, **(extra_env or {})}, cwd=ROOT) as runtime:
+        assert runtime.process is not None
+        yield runtime.ingress, runtime.admin, runtime.process.pid
 
 
-def _burst(ingress: str, admin: str, rate: float, seconds: float, out: Path) -> dict[str, Any]:
+def burst(ingress: str, admin: str, rate: float, seconds: float, out: Path) -> dict[str, Any]:
     config = BurstConfig(
         count=int(rate * seconds),
         rate=rate,
@@ -190,7 +165,7 @@ def _burst(ingress: str, admin: str, rate: float, seconds: float, out: Path) -> 
     return report
 
 
-def _burst_figures(report: dict[str, Any]) -> dict[str, Any]:
+def burst_figures(report: dict[str, Any]) -> dict[str, Any]:
     return {
         key: report[key]
         for key in (
@@ -262,7 +237,7 @@ def runtime_under_load(out: Path, steps: tuple[int, ...], profile: bool) -> dict
     scratch = Path(tempfile.mkdtemp(prefix="bench-bursts-"))
     with local_runtime() as (ingress, admin, pid):
         # Warm: the targets are for warm functions (performance-anchors.md §6).
-        _burst(ingress, admin, 50, 3, scratch)
+        burst(ingress, admin, 50, 3, scratch)
         profiles: dict[str, Any] = {}
         if profile:
             pool = concurrent_profile(pid, out)
@@ -296,12 +271,12 @@ def runtime_under_load(out: Path, steps: tuple[int, ...], profile: bool) -> dict
 def _measured_burst(ingress: str, admin: str, runtime_pid: int, out: Path) -> dict[str, Any]:
     """100 users/s for 20 s, with the CPU time each process role spent on them."""
     with CpuMeter(runtime_pid) as meter:
-        report = _burst_figures(_burst(ingress, admin, 100, 20, out))
+        report = burst_figures(burst(ingress, admin, 100, 20, out))
     return report | {"cpu": meter.result(report["completed"])}
 
 
 def _step(ingress: str, admin: str, rate: int, out: Path) -> dict[str, Any]:
-    return _burst_figures(_burst(ingress, admin, rate, 15, out))
+    return burst_figures(burst(ingress, admin, rate, 15, out))
 
 
 def concurrent_profile(runtime_pid: int, out: Path) -> Callable[[], dict[str, Any]]:
@@ -454,13 +429,14 @@ async def _throughput(url: str, seconds: float, concurrency: int) -> dict[str, A
 def functions_framework(rounds: int, seconds: float, concurrency: int) -> dict[str, Any]:
     """Ours vs functions-framework, interleaved rounds: cold start and requests/s."""
     ff_python = _ff_python()
-    servers = {"ours": (Path(sys.executable), WSGI_APP), "functions_framework": (ff_python, FF_APP)}
+    ours_app = (Path(sys.executable), APP["wsgi_app"])
+    servers = {"ours": ours_app, "functions_framework": (ff_python, FF_APP)}
     cold: dict[str, list[float]] = {name: [] for name in servers}
     rps: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     data = Path(tempfile.mkdtemp(prefix="bench-ff-"))
     for _ in tqdm(range(rounds), desc="ours vs functions-framework", unit="round"):
         for name, (python, target) in servers.items():
-            port = _free_port()
+            port = free_port()
             with _server(python, target, port, data) as first_reply_ms:
                 cold[name].append(first_reply_ms)
                 rps[name].append(

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException
 
+from functions import tracing
 from functions.catalog import OPERATION_ID_EXTENSION
 from functions.ce import decode_http, encode_binary
 from functions.contract import HttpRequest, HttpResponse
@@ -97,8 +98,11 @@ def _add_event_route(app: Flask, function: EventFunction) -> None:
     @app.post("/")
     def receive() -> Response:
         started = time.perf_counter()
-        event = decode_http(dict(request.headers), _body(request))
-        reply = function.handler(event)
+        http_headers = dict(request.headers)
+        event = decode_http(http_headers, _body(request))
+        with tracing.server_span(function.name, "POST", "/", http_headers, event) as span:
+            reply = function.handler(event)
+            tracing.set_status(span, 202 if reply is None else 200)
         _log_event(
             function.name,
             event.get_type(),
@@ -122,7 +126,16 @@ def _add_http_routes(app: Flask, function: HttpFunction) -> None:
             body=_body(request),
             params=params,
         )
-        response: HttpResponse = function.handler(http_request)
+        route = request.url_rule.rule if request.url_rule else request.path
+        with tracing.server_span(
+            function.name, request.method, route, http_request.headers
+        ) as span:
+            response: HttpResponse = function.handler(http_request)
+            body = response.body
+            tracing.set_status(
+                span, response.status, body.get("id") if isinstance(body, dict) else None
+            )
+            headers = {**response.headers, **tracing.response_headers()}
         if log.isEnabledFor(logging.INFO):
             # The public API's bodies are operations: their id starts (POST) or follows (GET)
             # an operation's path through the logs.
@@ -137,7 +150,7 @@ def _add_http_routes(app: Flask, function: HttpFunction) -> None:
                     "ms": round((time.perf_counter() - started) * 1000, 3),
                 },
             )
-        return _json(response.status, response.body, response.headers)
+        return _json(response.status, response.body, headers)
 
     for route in function.routes:
         app.add_url_rule(route.path, f"{route.method} {route.path}", view, methods=[route.method])

@@ -14,7 +14,7 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from functions import jsonbody
+from functions import jsonbody, tracing
 from functions.errors import InvalidEvent
 
 __all__ = [
@@ -64,6 +64,8 @@ def new_event(
             "datacontenttype": "application/json",
             "operationid": operation_id,
             "partitionkey": operation_id,
+            # The CloudEvents Distributed Tracing extension: the trace of the request served now.
+            **tracing.event_extensions(),
         },
         dict(data),
     )

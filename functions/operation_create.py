@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from functions import jsonbody
+from functions import jsonbody, tracing
 from functions.catalog import USER_CREATION_REQUESTED, load_catalog
 from functions.ce import BaseCloudEvent, decode_http, encode_structured, new_event
 from functions.contract import HttpRequest, HttpResponse, Route
@@ -224,6 +224,8 @@ def public_operation(record: Record) -> dict[str, Any]:
         "updatedAt": record["updatedAt"],
         "result": record.get("result"),
         "error": record.get("error"),
+        # The trace the operation's flow runs in (its stored event's `traceparent`), or None.
+        "traceId": tracing.trace_id((record.get("outbox") or {}).get("traceparent")),
     }
 
 

@@ -11,6 +11,7 @@ from functions import (
     operation_create,
     operation_get,
     operation_update,
+    tracing,
     user_approve,
     user_create,
     user_create_response,
@@ -43,11 +44,12 @@ Function = EventFunction | HttpFunction
 
 
 def _operations(settings: Settings) -> OperationStore:
-    return OperationStore(open_table(settings, "operations"))
+    table = open_table(settings, "operations")
+    return OperationStore(tracing.traced_table(table, "operations", settings.store))
 
 
 def _users(settings: Settings) -> UserStore:
-    return UserStore(open_table(settings, "users"))
+    return UserStore(tracing.traced_table(open_table(settings, "users"), "users", settings.store))
 
 
 def _operation_create(settings: Settings) -> Function:

@@ -2,6 +2,7 @@
 
 import urllib3
 
+from functions import tracing
 from functions.ce import BaseCloudEvent, encode_binary
 from functions.errors import ServiceUnavailable
 
@@ -38,10 +39,13 @@ class HttpSink:
         :raises ServiceUnavailable: the sink refused the event or cannot be reached.
         """
         headers, body = encode_binary(event)
-        try:
-            response = self._pool.request("POST", self.url, body=body, headers=headers)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ServiceUnavailable(f"the broker at {self.url} cannot be reached: {exc}") from exc
+        with tracing.send_span(self.url):
+            try:
+                headers.update(tracing.outgoing_headers())
+                response = self._pool.request("POST", self.url, body=body, headers=headers)
+            except urllib3.exceptions.HTTPError as exc:
+                message = f"the broker at {self.url} cannot be reached: {exc}"
+                raise ServiceUnavailable(message) from exc
         if not 200 <= response.status < 300:
             detail = response.data[:300].decode("utf-8", errors="replace")
             raise ServiceUnavailable(

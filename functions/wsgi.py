@@ -11,7 +11,7 @@ import time
 
 from flask import Flask
 
-from functions import app
+from functions import app, tracing
 from functions.registry import load_function
 from functions.settings import Settings
 
@@ -57,6 +57,7 @@ def warm_up() -> None:
 
     load_catalog()
     _create_user_schema()
+    tracing.warm_up(os.environ)
     dynamodb.warm_up()
     app.warm_up()
 
@@ -65,4 +66,5 @@ def create_app() -> Flask:
     """Build the app of the function named by the environment."""
     configure_logging()
     settings = Settings.from_env()
+    tracing.configure(settings.function, os.environ)
     return app.create_app(load_function(settings), settings)

@@ -4,6 +4,9 @@ Every listener (public ingress, broker ingress, admin) answers every error, its 
 framework's (unroutable path, bad method, oversized body, a body too slow to arrive), as
 `{"error": "<what was wrong>"}` with `Content-Type: application/json`.
 
+A client that hangs up before its body arrived is logged as one WARNING line, as a request the
+HTTP parser refuses is: neither is the runtime's failure.
+
 Slow clients: a client has `read_timeout` seconds to send its request headers (aiohttp closes a
 connection that has not sent a whole request within its keep-alive timeout, which the runtime
 sets to `read_timeout`) and again `read_timeout` seconds to send its body (then `408`). Each
@@ -53,6 +56,13 @@ def json_errors(read_timeout: float) -> Middleware:
             except TimeoutError:
                 message = f"request body not received within {read_timeout:g} s"
                 return json_error(408, message, {"Connection": "close"})
+            except ConnectionResetError:
+                # The client hung up before its body arrived: its choice, not the runtime's
+                # failure; the answer reaches no one.
+                log.warning(
+                    "client of %s %s hung up before its body arrived", request.method, request.path
+                )
+                return json_error(400, "connection lost before the request body arrived")
             return await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:

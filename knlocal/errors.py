@@ -20,5 +20,9 @@ class BackendError(LocalRuntimeError):
     retriable: bool = True
 
 
-class BurstError(LocalRuntimeError):
-    """`knlocal burst` could not run: e.g. the runtime it started did not get ready."""
+class RuntimeStartError(LocalRuntimeError):
+    """A `knlocal run` started as a child process (knlocal/process.py) did not get ready."""
+
+
+class TraceNotFound(LocalRuntimeError):
+    """`knlocal trace`: no tracing backend answers, or it has no trace of the operation."""

@@ -1,7 +1,8 @@
 """Every setting of the local runtime, read from the environment in one place.
 
 Precedence: command-line flags (see `knlocal run --help`) over environment variables over the
-defaults below. Each variable is listed in the README.
+application's `[tool.knlocal]` (knlocal/appconfig.py) over the defaults below. Each variable is
+listed in the README.
 """
 
 import os
@@ -10,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from knlocal.appconfig import application_settings
 from knlocal.errors import ConfigError
 
 #: Valid values of the switches, in the order the README lists them.
@@ -51,13 +53,23 @@ class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
     #: DynamoDB for STORE=dynamodb (env DYNAMODB_ENDPOINT).
     dynamodb_endpoint: str = "http://127.0.0.1:8000"
-    #: The WSGI app every Knative Service's container runs (the image's gunicorn target).
-    wsgi_app: str = "functions.wsgi:create_app()"
+    #: The WSGI app every Knative Service's container runs (the image's gunicorn target), e.g.
+    #: `package.module:create_app()` (env KNLOCAL_WSGI_APP; the application's `wsgi-app`).
+    wsgi_app: str = ""
+    #: The gunicorn settings the instances run with, e.g. `python:package.gunicorn_conf` (env
+    #: KNLOCAL_GUNICORN_CONFIG; the application's `gunicorn-config`); empty: gunicorn's own.
+    gunicorn_config: str = ""
+    #: CloudEvents extensions every runtime log line about an event names (env
+    #: KNLOCAL_CORRELATION_EXTENSIONS, comma-separated; the application's
+    #: `correlation-extensions`).
+    correlation_extensions: tuple[str, ...] = ()
     #: Function log level (env LOG_LEVEL).
     log_level: str = "warning"
     #: Seconds a client of any listener has to send its request headers, and again its body
     #: (env READ_TIMEOUT_SECONDS); also how long an idle keep-alive connection stays open.
     read_timeout: int = 60
+    #: A fault plan (YAML) to inject in the event path (env FAULTS); none by default.
+    faults: Path | None = None
 
     _ENV: ClassVar[dict[str, str]] = {
         "broker": "BROKER",
@@ -74,8 +86,11 @@ class Settings:
         "nats_url": "NATS_URL",
         "dynamodb_endpoint": "DYNAMODB_ENDPOINT",
         "wsgi_app": "KNLOCAL_WSGI_APP",
+        "gunicorn_config": "KNLOCAL_GUNICORN_CONFIG",
+        "correlation_extensions": "KNLOCAL_CORRELATION_EXTENSIONS",
         "log_level": "LOG_LEVEL",
         "read_timeout": "READ_TIMEOUT_SECONDS",
+        "faults": "FAULTS",
     }
 
     @classmethod
@@ -86,16 +101,19 @@ class Settings:
         :raises ConfigError: a value is not one of the valid choices or not a number.
         """
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        given: dict[str, Any] = {}
         for field in fields(cls):
-            if field.name.startswith("_"):
-                continue
             raw = overrides.get(field.name)
             if raw is None:
                 raw = env.get(cls._ENV[field.name]) or None
-            if raw is None:
-                continue
-            values[field.name] = _convert(field.name, cls._ENV[field.name], raw, field.type)
+            if raw is not None:
+                given[field.name] = raw
+        application = application_settings(Path(given.get("manifests", cls.manifests)))
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = given.get(field.name, application.get(field.name))
+            if raw is not None:
+                values[field.name] = _convert(field.name, cls._ENV[field.name], raw, field.type)
         settings = replace(cls(), **values)
         if not settings.dynamodb_endpoint.startswith(("http://", "https://")):
             raise ConfigError(
@@ -121,6 +139,8 @@ def _convert(name: str, variable: str, raw: Any, kind: Any) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{variable} must be a whole number; found {raw!r}") from None
-    if kind in (Path, "Path"):
+    if kind in (Path, "Path", Path | None, "Path | None"):
         return Path(raw)
+    if kind in (tuple[str, ...], "tuple[str, ...]"):
+        return tuple(part.strip() for part in str(raw).split(",") if part.strip())
     return str(raw)

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from knlocal.cli import _table
 from knlocal.errors import LocalRuntimeError
+from knlocal.tables import table as text_table
 
 #: Labels Knative Serving puts on every pod of a revision.
 SERVICE_LABEL = "serving.knative.dev/service"
@@ -175,7 +175,7 @@ def render(where: str, table: list[RevisionRow], note: str = "") -> str:
     lines = [f"{where}   {time.strftime('%H:%M:%S')}" + (f"   {note}" if note else ""), ""]
     if not table:
         return "\n".join([*lines, "no Knative Services here (deploy with `make deploy`)"])
-    return "\n".join(lines + _table(HEADER, [r.cells() for r in table]))
+    return "\n".join(lines + text_table(HEADER, [r.cells() for r in table]))
 
 
 @dataclass

@@ -1,25 +1,20 @@
-"""Helpers shared by every test."""
+"""Fixtures shared by every test; the servers behind them are in tests/servers.py."""
 
-import os
+from collections.abc import Iterator
 
 import pytest
 
+from tests.servers import PrivateServer, require_kafka
 
-def require_server(name: str, reachable: bool, how: str) -> None:
-    """Skip the calling test when a server it needs is down, or fail it when `CI=true`.
 
-    CI starts every server itself (`.ci/run`), so there a missing server is a broken build, not a
-    reason to skip; on a developer machine the skip message says how to run the test.
-
-    :param name: the server and its address, e.g. `DynamoDB Local at http://127.0.0.1:8000`.
-    :param reachable: whether the server answered.
-    :param how: what to do to enable the test, e.g. "run `make dynamodb`".
-    :raises pytest.fail.Exception: the server is unreachable and `CI=true`.
-    :raises pytest.skip.Exception: the server is unreachable elsewhere.
-    """
-    if reachable:
-        return
-    message = f"{name} is not reachable; to run this test, {how}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message} (CI=true: a missing server fails the build)")
-    pytest.skip(message)
+@pytest.fixture(scope="module")
+def private_kafka() -> Iterator[PrivateServer]:
+    """A Kafka of the test module's own (tools/kafka.sh on free ports), for tests that kill it
+    or that must not share the manifests' fixed topic and group names with another runtime."""
+    require_kafka()  # the shared one runs: Java and Kafka's jars are there to start another
+    kafka = PrivateServer("kafka")
+    kafka.start()
+    try:
+        yield kafka
+    finally:
+        kafka.stop()

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from knlocal import tracing
+from knlocal.apis.eventing import Broker
 from knlocal.edge import error_body, json_error
 from knlocal.errors import BackendError
 from knlocal.eventing import ttl
@@ -26,7 +28,6 @@ from knlocal.eventing.events import (
     replace_attributes,
 )
 from knlocal.eventing.sender import Reply
-from knlocal.manifests import Broker
 
 log = logging.getLogger("knlocal.eventing")
 
@@ -62,12 +63,14 @@ class RunningBroker:
         except InvalidEvent as exc:
             self.rejected += 1
             raise BrokerRejected(400, str(exc)) from exc
-        try:
-            await self.backend.publish(event)
-        except BackendError as exc:
-            self.rejected += 1
-            message = f"broker {self.broker.name} could not store the event: {exc}"
-            raise BrokerRejected(503, message) from exc
+        with tracing.publish_span(self.broker.name, self.backend.system, event) as traced:
+            try:
+                # Stored with the PRODUCER span as its `traceparent`, when tracing is on.
+                await self.backend.publish(traced[0])
+            except BackendError as exc:
+                self.rejected += 1
+                message = f"broker {self.broker.name} could not store the event: {exc}"
+                raise BrokerRejected(503, message) from exc
         self.accepted += 1
 
     def _admit(self, event: BaseCloudEvent) -> BaseCloudEvent:
@@ -143,7 +146,8 @@ def ingress_app(brokers: Mapping[tuple[str, str], RunningBroker]) -> web.Applica
         if broker is None:
             return json_error(404, f"no broker {segments[1]!r} in namespace {segments[0]!r}")
         try:
-            await broker.ingest(event)
+            with tracing.incoming(request.headers):
+                await broker.ingest(event)
         except BrokerRejected as exc:
             return json_error(exc.status, exc.message)
         return web.Response(status=202)

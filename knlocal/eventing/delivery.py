@@ -1,8 +1,9 @@
-"""Delivery specs, retries, backoff and dead-letter extensions, per broker class.
+"""Delivery specs and destinations, and which delivery applies to a Trigger, per broker class.
 
-Parses ``spec.delivery`` of Brokers and Triggers as Knative validates it, works out the
-delivery that applies to a Trigger, and gives the exact retry, backoff and dead-letter
-rules of each emulated class (knative-semantics.md §2.7, §2.8, §6):
+Parses ``spec.delivery`` of Brokers and Triggers as Knative validates it and works out the
+delivery that applies to a Trigger (knative-semantics.md §2.7, §6); the retry and backoff
+rules that follow from it are in :mod:`knlocal.eventing.retries`, the dead-letter extensions
+in :mod:`knlocal.eventing.deadletter`:
 
 * ``MTChannelBasedBroker`` (Go): the Trigger's delivery replaces the Broker's as a whole,
   dead-letter sink included; retry k waits ``d·2^(k-1)``
@@ -16,7 +17,6 @@ Everything here is pure: no I/O, no clock, no state.
 
 from __future__ import annotations
 
-import base64
 import enum
 import re
 from collections.abc import Mapping
@@ -31,48 +31,16 @@ from knlocal.eventing.classes import BrokerClass, DataPlane
 __all__ = [
     "BROKER_DEFAULT_DELIVERY",
     "KAFKA_DEFAULT_BACKOFF_DELAY",
-    "KNATIVE_ERROR_CODE",
-    "KNATIVE_ERROR_DATA",
-    "KNATIVE_ERROR_DATA_MAX",
-    "KNATIVE_ERROR_DEST",
     "BackoffPolicy",
     "DeliverySpec",
     "Destination",
     "ObjectRef",
-    "backoff_seconds",
-    "dead_letter_extensions",
     "effective_delivery",
-    "is_retryable",
-    "is_success",
     "parse_iso8601_duration",
-    "total_attempts",
 ]
-
-#: Extension naming the destination that failed (knative-semantics.md §2.8).
-KNATIVE_ERROR_DEST: Final = "knativeerrordest"
-#: Extension holding the last HTTP status (§2.8).
-KNATIVE_ERROR_CODE: Final = "knativeerrorcode"
-#: Extension holding the base64 of the last response body (§2.8).
-KNATIVE_ERROR_DATA: Final = "knativeerrordata"
-#: Cap on ``knativeerrordata``: characters of base64 (MT) or bytes of body (Kafka) (§2.8).
-KNATIVE_ERROR_DATA_MAX: Final = 1024
 
 #: Kafka controller's ``BROKER_DEFAULT_BACKOFF_DELAY_MS`` (1000 ms), in seconds (§2.7).
 KAFKA_DEFAULT_BACKOFF_DELAY: Final = 1.0
-
-# knative-semantics.md §2.1/§2.7: the statuses below 500 that both implementations retry.
-_RETRYABLE_4XX: Final = frozenset({404, 408, 409, 429})
-
-# Header prefix the Kafka broker turns into extensions of a dead-lettered event (§2.8).
-_KAFKA_ERROR_HEADER_PREFIX: Final = "kne-"
-
-# CloudEvents extension names: lowercase letters and digits (the Java SDK enforces this).
-_EXTENSION_NAME: Final = re.compile(r"^[a-z0-9]+$")
-# Names a header-derived extension must not take: context attributes and "data".
-_RESERVED_NAMES: Final = frozenset(
-    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"}
-    | {"data"}
-)
 
 _DELIVERY_FIELDS: Final = (
     "deadLetterSink",
@@ -413,125 +381,3 @@ def effective_delivery(
         timeout=egress.timeout or None,
         dead_letter_sink=egress.dead_letter_sink,
     )
-
-
-# --- Retries --------------------------------------------------------------------------------
-
-
-def is_success(status: int) -> bool:
-    """Tell whether a status ends a delivery successfully: any 2xx (§2.1).
-
-    :param status: HTTP status of the response.
-    :return: ``True`` for 200 to 299.
-    """
-    return 200 <= status < 300
-
-
-def is_retryable(status: int | None) -> bool:
-    """Tell whether a failed attempt is retried (knative-semantics.md §2.1, §2.7).
-
-    Go's ``SelectiveRetry`` and Java's ``isRetryableStatusCode`` agree: no response
-    (transport error, timeout), any status >= 500, and 404, 408, 409, 429 are retried;
-    1xx, 3xx and other 4xx are not (neither is a success).
-
-    :param status: HTTP status, or ``None`` when no response arrived.
-    :return: whether to retry.
-    """
-    if status is None:
-        return True
-    return status >= 500 or status in _RETRYABLE_4XX
-
-
-def total_attempts(spec: DeliverySpec) -> int:
-    """Count the attempts a delivery gets: the first plus ``retry`` retries (§2.7).
-
-    :param spec: the effective delivery spec.
-    :return: ``1 + retry`` (``1`` when ``retry`` is unset).
-    """
-    return 1 + (spec.retry or 0)
-
-
-def backoff_seconds(spec: DeliverySpec, retry_number: int, broker_class: BrokerClass) -> float:
-    """Return the wait before retry ``retry_number``, as the broker class computes it.
-
-    knative-semantics.md §2.7 (d = ``backoffDelay``, k = ``retry_number``):
-
-    * MT (Go, go-retryablehttp counts from 0): exponential ``d·2^(k-1)``, linear
-      ``d·(k-1)``; ``0`` unless both policy and delay are set.
-    * Kafka (Java, called with ``retryCounter + 1``): exponential ``d·2^k``, linear
-      ``d·k``; ``0`` unless the delay is positive; no policy means exponential.
-
-    :param spec: the effective delivery spec.
-    :param retry_number: which retry, from 1.
-    :param broker_class: class of the Broker.
-    :return: seconds to wait.
-    :raises ValueError: ``retry_number`` is below 1.
-    """
-    if retry_number < 1:
-        raise ValueError(f"retry_number counts from 1, got {retry_number}")
-    delay = spec.backoff_delay
-    if broker_class.data_plane is DataPlane.JAVA:
-        if delay is None or delay <= 0:
-            return 0.0
-        if spec.backoff_policy is BackoffPolicy.LINEAR:
-            return delay * retry_number
-        return delay * 2.0**retry_number
-    if spec.backoff_policy is None or delay is None:
-        return 0.0
-    if spec.backoff_policy is BackoffPolicy.LINEAR:
-        return delay * (retry_number - 1)
-    return delay * 2.0 ** (retry_number - 1)
-
-
-# --- Dead letters ---------------------------------------------------------------------------
-
-
-def dead_letter_extensions(
-    *,
-    destination: str,
-    status: int | None,
-    body: bytes,
-    headers: Mapping[str, str],
-    broker_class: BrokerClass,
-) -> dict[str, str]:
-    """Return the extensions to add to an event sent to the dead-letter sink (§2.8).
-
-    * MT (Go): ``knativeerrordest``, ``knativeerrorcode`` (``500`` when no response
-      arrived) and ``knativeerrordata``: the base64 of the body, cut to 1024 characters.
-      With no response, the body is Go's ``dispatch error: <text>``. Headers are unused.
-    * Kafka (Java): ``knativeerrordest`` only when no response arrived; otherwise also
-      ``knativeerrorcode``, every response header named ``kne-<name>`` as extension
-      ``<name>`` (lower-cased), then ``knativeerrordata``: the base64 of the body's first
-      1024 bytes. Header-derived names that are not valid extension names (Java refuses
-      them) or that are reserved (a context attribute, ``data``) are left out.
-
-    :param destination: URL of the destination that failed (the subscriber).
-    :param status: last HTTP status, or ``None`` when no response arrived.
-    :param body: last response body; when ``status`` is ``None``, the transport error's
-        text (e.g. ``b"connection refused"``).
-    :param headers: last response headers.
-    :param broker_class: class of the Broker.
-    :return: extension name to value; values are strings, as they travel in headers.
-    """
-    if broker_class.data_plane is DataPlane.GO:
-        if status is None:
-            status, body = 500, b"dispatch error: " + body
-        encoded = base64.b64encode(body).decode("ascii")
-        return {
-            KNATIVE_ERROR_DEST: destination,
-            KNATIVE_ERROR_CODE: str(status),
-            KNATIVE_ERROR_DATA: encoded[:KNATIVE_ERROR_DATA_MAX],
-        }
-
-    extensions = {KNATIVE_ERROR_DEST: destination}
-    if status is None:
-        return extensions
-    extensions[KNATIVE_ERROR_CODE] = str(status)
-    for header, value in headers.items():
-        if header.lower().startswith(_KAFKA_ERROR_HEADER_PREFIX):
-            name = header[len(_KAFKA_ERROR_HEADER_PREFIX) :].lower()
-            if _EXTENSION_NAME.match(name) and name not in _RESERVED_NAMES:
-                extensions[name] = value
-    data = body[:KNATIVE_ERROR_DATA_MAX]
-    extensions[KNATIVE_ERROR_DATA] = base64.b64encode(data).decode("ascii")
-    return extensions

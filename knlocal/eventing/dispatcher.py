@@ -25,10 +25,13 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
+from knlocal import tracing
 from knlocal.eventing import ttl
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.classes import BrokerClass
-from knlocal.eventing.delivery import DeliverySpec, dead_letter_extensions
+from knlocal.eventing.correlation import NO_CORRELATION, Correlation
+from knlocal.eventing.deadletter import dead_letter_extensions
+from knlocal.eventing.delivery import DeliverySpec
 from knlocal.eventing.events import (
     BaseCloudEvent,
     IncompleteEvent,
@@ -53,17 +56,8 @@ from knlocal.eventing.sender import (
 
 log = logging.getLogger("knlocal.eventing")
 
-#: The extension naming the operation an event belongs to (functions/catalog.py): every log
-#: line about an event carries it, as the functions' JSON lines do, so that one operation's path
-#: can be followed across the runtime and the functions with one grep.
-OPERATION_ID_EXTENSION = "operationid"
 #: Deliveries in flight per Trigger unless its class says otherwise.
 DEFAULT_PARALLELISM = 100
-
-
-def _about(event: BaseCloudEvent) -> dict[str, object]:
-    """The `extra` of a log line about `event`: its operation id."""
-    return {"operationid": event.get_extension(OPERATION_ID_EXTENSION)}
 
 
 @dataclass
@@ -94,6 +88,7 @@ class TriggerDispatcher:
     :param reply: the Broker, where replies go (its ingress, §2.6).
     :param parallelism: deliveries in flight at once (unordered); 1 per key when ordered.
     :param ordered: deliver events with the same ordering key one after another.
+    :param broker: the Broker's name, for spans.
     """
 
     def __init__(
@@ -110,8 +105,12 @@ class TriggerDispatcher:
         reply: Target,
         parallelism: int = DEFAULT_PARALLELISM,
         ordered: bool = False,
+        correlation: Correlation = NO_CORRELATION,
+        broker: str = "",
     ) -> None:
         self.name = name
+        #: The Broker's name: `messaging.destination.name` of the Trigger's spans.
+        self.broker_name = broker
         self.namespace = namespace
         self.broker_class = broker_class
         self.filter = event_filter
@@ -123,6 +122,7 @@ class TriggerDispatcher:
         self.reply = reply
         self.parallelism = parallelism
         self.ordered = ordered
+        self.correlation = correlation
         self.stats = TriggerStats()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_by_key: dict[Hashable, asyncio.Task[None]] = {}
@@ -165,20 +165,26 @@ class TriggerDispatcher:
         except Exception:
             # A bug must not stop the trigger; the event stays unacked for redelivery.
             log.exception(
-                "%s: dispatch of %s failed (operationid %s)",
+                "%s: dispatch of %s failed",
                 self.name,
-                received.event.get_id(),
-                received.event.get_extension(OPERATION_ID_EXTENSION),
-                extra=_about(received.event),
+                self.correlation.label(received.event),
+                extra=self.correlation.extra(received.event),
             )
         finally:
             slots.release()
 
     async def handle(self, event: BaseCloudEvent) -> None:
         """Filter and deliver one event; return once delivered, dead-lettered or dropped."""
+        filtered_ns = time.time_ns()
         if self.filter.evaluate(event.get_attributes()) is FilterResult.FAIL:
             self.stats.filtered_out += 1
             return
+        # Traced from here: an event the filter refuses costs no span (they are the most of
+        # them: every Trigger sees every event), and is counted in /status instead.
+        with tracing.consume_span(self.name, self.broker_name, event, filtered_ns):
+            await self._handle(event)
+
+    async def _handle(self, event: BaseCloudEvent) -> None:
         self.stats.in_flight += 1
         started = time.monotonic()
         try:
@@ -186,13 +192,12 @@ class TriggerDispatcher:
                 self.stats.delivered += 1
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
-                        "%s: delivered %s (operationid %s) to %s in %.1f ms",
+                        "%s: delivered %s to %s in %.1f ms",
                         self.name,
-                        event.get_id(),
-                        event.get_extension(OPERATION_ID_EXTENSION),
+                        self.correlation.label(event),
                         self.subscriber.url,
                         (time.monotonic() - started) * 1000,
-                        extra=_about(event),
+                        extra=self.correlation.extra(event),
                     )
         finally:
             self.stats.in_flight -= 1
@@ -237,9 +242,8 @@ class TriggerDispatcher:
             body,
             self.policy,
             check,
-            about=f"{self.name}: {event.get_id()} (operationid"
-            f" {event.get_extension(OPERATION_ID_EXTENSION)})",
-            log_extra=_about(event),
+            about=f"{self.name}: {self.correlation.label(event)}",
+            log_extra=self.correlation.extra(event),
         )
         self.stats.retried += sent.attempts - 1
         return sent
@@ -290,16 +294,22 @@ class TriggerDispatcher:
     async def _dead_letter(self, event: BaseCloudEvent, destination: str, failure: Failure) -> None:
         """Send the original event, with the error extensions, to the dead-letter sink."""
         answer = failure.answer
+        with tracing.dead_letter_span(self.name, destination, answer.status):
+            await self._send_dead_letter(event, destination, failure)
+
+    async def _send_dead_letter(
+        self, event: BaseCloudEvent, destination: str, failure: Failure
+    ) -> None:
+        answer = failure.answer
         if self.dead_letter is None:
             self.stats.dropped += 1
             log.warning(
-                "%s: dropped %s (operationid %s) after %s from %s (no dead-letter sink)",
+                "%s: dropped %s after %s from %s (no dead-letter sink)",
                 self.name,
-                event.get_id(),
-                event.get_extension(OPERATION_ID_EXTENSION),
+                self.correlation.label(event),
                 answer.status or answer.error,
                 destination,
-                extra=_about(event),
+                extra=self.correlation.extra(event),
             )
             return
         extensions = (
@@ -320,22 +330,20 @@ class TriggerDispatcher:
         if sent.failure is None:
             self.stats.dead_lettered += 1
             log.warning(
-                "%s: dead-lettered %s (operationid %s) to %s after %s from %s",
+                "%s: dead-lettered %s to %s after %s from %s",
                 self.name,
-                event.get_id(),
-                event.get_extension(OPERATION_ID_EXTENSION),
+                self.correlation.label(event),
                 self.dead_letter.url,
                 answer.status or answer.error,
                 destination,
-                extra=_about(event),
+                extra=self.correlation.extra(event),
             )
             return
         self.stats.dropped += 1
         log.error(
-            "%s: dead-letter sink %s refused %s (operationid %s); event dropped",
+            "%s: dead-letter sink %s refused %s; event dropped",
             self.name,
             self.dead_letter.url,
-            event.get_id(),
-            event.get_extension(OPERATION_ID_EXTENSION),
-            extra=_about(event),
+            self.correlation.label(event),
+            extra=self.correlation.extra(event),
         )

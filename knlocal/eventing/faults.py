@@ -12,11 +12,22 @@ generator, or `every` n-th, counted) and does one thing to each:
 | `reorder` | trigger | held until `window` deliveries are held (or `delay`), released shuffled |
 | `fail` | both | the injected `status` (e.g. 503), as if the destination answered it |
 | `slow_reply` | trigger | handled; the answer comes `delay` later, or times out |
+| `rebalance` | trigger | Kafka only: a rebalance; what the last commit missed comes again |
 
 A rule applies to every attempt, retries included, so a retried delivery draws again. A delay
 is seconds, or `[min, max]` for a uniform random wait. The plan is seeded (`seed`, default 0):
 with `every`, which deliveries are hit repeats exactly; with `probability`, the draws repeat,
 though which concurrent delivery gets which draw follows the scheduling.
+
+`rebalance` needs a Trigger on the Kafka backend: the hit delivery goes on, but first the
+Trigger's consumer loses its partitions without committing and gets them back
+(:meth:`KafkaSubscription.redeliver_uncommitted`), as after a member missed its session: every
+record handed over since the last commit, the hit one included, is delivered again, as real
+Kafka redelivers after a rebalance (knative-semantics.md §3.1: offsets committed only once
+handled). `knlocal status` counts the rebalances, and the records redelivered as `redelivered`.
+Two rebalances of one Trigger are at least `wait` seconds apart (default 1 s; a hit sooner is
+no hit): redelivered records are deliveries too, and a group that rebalanced faster than it
+commits (every 0.1 s) would never get ahead; Kafka's own rebalances are seconds apart.
 
 Trigger rules wrap the subscriber (a :class:`~knlocal.eventing.sender.Target`), so retries,
 replies and dead letters run as for a real failure; Broker rules wrap the ingress
@@ -27,11 +38,12 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
@@ -42,7 +54,9 @@ from knlocal.eventing.sender import Reply, Target
 
 log = logging.getLogger("knlocal.faults")
 
-TRIGGER_KINDS = frozenset({"drop", "duplicate", "delay", "reorder", "fail", "slow_reply"})
+TRIGGER_KINDS = frozenset(
+    {"drop", "duplicate", "delay", "reorder", "fail", "slow_reply", "rebalance"}
+)
 BROKER_KINDS = frozenset({"duplicate", "delay", "fail"})
 #: Seconds between two deliveries a `reorder` window releases, in their shuffled order.
 REORDER_GAP = 0.002
@@ -51,6 +65,17 @@ _RULE_KEYS = frozenset({"kind", "probability", "every", "delay", "status", "wind
 
 class FaultPlanError(LocalRuntimeError, ValueError):
     """A fault plan file is missing, malformed, or names what the manifests do not have."""
+
+
+@runtime_checkable
+class Redelivering(Protocol):
+    """A consumer that can act out a rebalance (the Kafka backend's subscription)."""
+
+    #: Records delivered again after a rebalance it acted out.
+    redelivered: int
+
+    async def redeliver_uncommitted(self) -> int:
+        """Go back to the last committed offsets; return how many records come again."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +101,7 @@ class Rule:
     status: int = 503
     window: int = 4
     #: `drop`: how long the dispatcher waits for the answer that never comes (at most its
-    #: request timeout).
+    #: request timeout). `rebalance`: the least time between two rebalances of the Trigger.
     wait: float = 1.0
 
 
@@ -217,8 +242,12 @@ class Injector:
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
         self.counts: Counter[tuple[str, str]] = Counter()
+        #: The consumers `rebalance` rules act on, per Trigger, for their `redelivered` count.
+        self.consumers: dict[str, Redelivering] = {}
         self._seen: Counter[tuple[str, int]] = Counter()
         self._rngs: dict[str, random.Random] = {}
+        #: When each Trigger's consumer last rebalanced (loop time), for `rebalance`'s `wait`.
+        self._rebalanced: dict[str, float] = {}
 
     def rng(self, name: str) -> random.Random:
         """The generator of one Trigger or Broker, seeded from the plan's seed and the name."""
@@ -235,6 +264,10 @@ class Injector:
                 hit = self._seen[(name, index)] % rule.every == 0
             else:
                 hit = rng.random() < (rule.probability or 0.0)
+            if hit and rule.kind == "rebalance":
+                now = time.monotonic()
+                hit = now - self._rebalanced.get(name, -rule.wait) >= rule.wait
+                self._rebalanced[name] = now if hit else self._rebalanced[name]
             if hit:
                 self.counts[(name, rule.kind)] += 1
                 log.warning("fault %s injected at %s on event %s", rule.kind, name, event_id)
@@ -246,6 +279,9 @@ class Injector:
         view: dict[str, dict[str, int]] = {}
         for (name, kind), count in sorted(self.counts.items()):
             view.setdefault(name, {})[kind] = count
+        for name, consumer in sorted(self.consumers.items()):
+            if consumer.redelivered:
+                view.setdefault(name, {})["redelivered"] = consumer.redelivered
         return view
 
 
@@ -259,6 +295,23 @@ class FaultyTarget:
         self.rules = rules
         self.injector = injector
         self._held: list[asyncio.Future[int]] = []
+        self._consumer: Redelivering | None = None
+
+    def attach(self, subscription: object) -> None:
+        """Give the Trigger's consumer group, which `rebalance` rules act on.
+
+        :raises FaultPlanError: a `rebalance` rule, and a backend that cannot rebalance.
+        """
+        if not any(rule.kind == "rebalance" for rule in self.rules):
+            return
+        if not isinstance(subscription, Redelivering):
+            raise FaultPlanError(
+                f"{self.injector.plan.path}: triggers.{self.name}: a rebalance fault expects a"
+                f" Trigger on the Kafka backend (BROKER=kafka); found"
+                f" {type(subscription).__name__}"
+            )
+        self._consumer = subscription
+        self.injector.consumers[self.name] = subscription
 
     async def send(self, headers: Mapping[str, str], body: bytes, timeout: float | None) -> Reply:
         """See :class:`knlocal.eventing.sender.Target`."""
@@ -286,6 +339,13 @@ class FaultyTarget:
             return await self.inner.send(headers, body, timeout)
         if rule.kind == "reorder":
             await self._reorder(rule, rng)
+            return await self.inner.send(headers, body, timeout)
+        if rule.kind == "rebalance":
+            assert self._consumer is not None, "attach() refuses a backend without rebalances"
+            rewound = await self._consumer.redeliver_uncommitted()
+            log.warning(
+                "rebalance at %s: %d records since the last commit come again", self.name, rewound
+            )
             return await self.inner.send(headers, body, timeout)
         return await self._slow_reply(rule, rng, headers, body, timeout)
 

@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from knlocal import tracing
 from knlocal.eventing.classes import BrokerClass
-from knlocal.eventing.delivery import DeliverySpec, backoff_seconds, is_retryable, is_success
+from knlocal.eventing.delivery import DeliverySpec
+from knlocal.eventing.retries import backoff_seconds, is_retryable, is_success
 
 log = logging.getLogger("knlocal.eventing")
 
@@ -114,10 +116,18 @@ async def send(
     :return: the outcome; `failure` is None when an attempt succeeded.
     """
     attempt = 0
+    waited = 0.0
     while True:
         attempt += 1
-        answer = await target.send(headers, body, policy.timeout)
-        failure = check(answer)
+        with tracing.attempt_span(target.url, attempt, waited) as span:
+            answer = await target.send(tracing.inject(headers), body, policy.timeout)
+            failure = check(answer)
+            if span is not None:
+                retriable = failure is not None and failure.retriable and attempt < policy.attempts
+                error = answer.error if failure is not None else ""
+                tracing.attempt_result(
+                    span, failure.answer.status if failure else answer.status, error, retriable
+                )
         if failure is None:
             return Sent(answer, None, attempt)
         log.info(
@@ -131,4 +141,5 @@ async def send(
         )
         if not failure.retriable or attempt >= policy.attempts:
             return Sent(answer, failure, attempt)
-        await asyncio.sleep(policy.wait_before(attempt))
+        waited = policy.wait_before(attempt)
+        await asyncio.sleep(waited)

@@ -23,9 +23,6 @@ import aiohttp
 
 from knlocal.errors import LocalRuntimeError
 
-#: The gunicorn settings every instance runs with: those of the function image.
-GUNICORN_CONFIG = "python:functions.gunicorn_conf"
-
 
 class InstanceStartError(LocalRuntimeError):
     """An instance exited or did not become ready in time."""
@@ -61,7 +58,6 @@ class Instance:
     started_at: float
     ready_at: float = 0.0
     active: int = 0
-    served: int = 0
     draining: bool = False
     log_path: Path | None = field(default=None)
 
@@ -108,22 +104,36 @@ class Launcher(Protocol):
         ...
 
 
-class GunicornLauncher:
-    """Runs each instance as `gunicorn <wsgi_app>` on a loopback socket the runtime bound.
+class AppLauncher:
+    """What every launcher starts instances of: the application's WSGI app under gunicorn.
 
-    :param wsgi_app: gunicorn's target, e.g. `functions.wsgi:create_app()`.
+    :param wsgi_app: gunicorn's target, e.g. `package.wsgi:create_app()` (the image's CMD).
     :param host: the loopback address to bind.
     :param log_dir: each instance's stdout/stderr go to `<log_dir>/<service>.log`.
     :param session: the HTTP client used to probe readiness.
+    :param gunicorn_config: gunicorn's `-c`, `python:package.module` (the image's settings);
+        empty: gunicorn's defaults.
     """
 
     def __init__(
-        self, wsgi_app: str, host: str, log_dir: Path, session: aiohttp.ClientSession
+        self,
+        wsgi_app: str,
+        host: str,
+        log_dir: Path,
+        session: aiohttp.ClientSession,
+        *,
+        gunicorn_config: str = "",
     ) -> None:
         self.wsgi_app = wsgi_app
+        self.gunicorn_config = gunicorn_config
         self.host = host
         self.log_dir = log_dir
         self.session = session
+
+
+class GunicornLauncher(AppLauncher):
+    """Runs each instance as `gunicorn <wsgi_app>` (a fresh interpreter, as the image does) on a
+    loopback socket the runtime bound."""
 
     async def start(self, name: str, env: Mapping[str, str], ready_timeout: float) -> Instance:
         """See :meth:`Launcher.start`."""
@@ -135,8 +145,7 @@ class GunicornLauncher:
             sys.executable,
             "-m",
             "gunicorn",
-            "-c",
-            GUNICORN_CONFIG,
+            *(["-c", self.gunicorn_config] if self.gunicorn_config else []),
             "--bind",
             f"fd://{listener.fileno()}",
             self.wsgi_app,
@@ -145,7 +154,8 @@ class GunicornLauncher:
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 command,
-                env={**os.environ, **env, "PORT": str(port)},
+                # Only the computed environment, as the zygote's instances get (and a pod).
+                env={**env, "PORT": str(port)},
                 pass_fds=(listener.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

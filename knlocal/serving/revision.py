@@ -28,14 +28,17 @@ from typing import Any, Protocol
 import aiohttp
 from multidict import CIMultiDict
 
-from knlocal.manifests import KnativeService
+from knlocal import tracing
+from knlocal.apis.serving import KnativeService
+from knlocal.serving.autoscaler.scaler import ScaleDecision
 from knlocal.serving.instances import Instance, InstanceStartError, Launcher
-from knlocal.serving.scaling import ScaleDecision
 
 log = logging.getLogger("knlocal.serving")
 
 #: The activator's per-revision queue bound (knative-semantics.md §1.8).
 ACTIVATOR_QUEUE_DEPTH = 10_000
+#: Cold starts kept per revision for the status quantiles (the most recent ones).
+COLD_START_SAMPLES = 1000
 #: How long an instance may take to become ready (Knative's progress deadline is 600 s).
 READY_TIMEOUT_SECONDS = 60.0
 #: Hop-by-hop headers a proxy must not forward (RFC 9110 §7.6.1).
@@ -93,6 +96,7 @@ class RevisionStats:
     responses_503: int = 0
     responses_504: int = 0
     cold_starts: int = 0
+    #: The latest cold starts, at most :data:`COLD_START_SAMPLES`, oldest first.
     cold_start_seconds: list[float] = field(default_factory=list)
     desired: int = 0
     panic: bool = False
@@ -158,7 +162,7 @@ class Revision:
 
         :return: the instance's response, or the activator's 503 (queue full) / 504 (timeout).
         """
-        deadline = time.monotonic() + self.service.timeout_seconds
+        deadline = time.monotonic() + self.service.template.timeout_seconds
         if self._waiting >= self.queue_depth:
             self.stats.responses_503 += 1
             return _error(503, f"{self.service.name}: pending request queue full")
@@ -169,25 +173,29 @@ class Revision:
         # too, and the bound must see it.
         self._waiting += 1
         try:
-            try:
-                instance = await self._acquire(deadline)
-            finally:
-                self._waiting -= 1
-            if instance is None:
-                self.stats.responses_504 += 1
-                return _error(504, f"{self.service.name}: activator request timeout")
-            try:
-                return await self._forward(instance, method, path_qs, headers, body, deadline)
-            finally:
-                instance.active -= 1
-                instance.served += 1
-                async with self._capacity:
-                    self._capacity.notify()
+            with tracing.activator_span(self.service.name) as activator:
+                cold = not self.ready
+                try:
+                    instance = await self._acquire(deadline)
+                finally:
+                    self._waiting -= 1
+                if instance is None:
+                    self.stats.responses_504 += 1
+                    return _error(504, f"{self.service.name}: activator request timeout")
+                if activator is not None:
+                    # Held while the revision scaled from zero: the instance's cold start.
+                    activator.held(instance.cold_start_seconds if cold else None)
+                try:
+                    return await self._forward(instance, method, path_qs, headers, body, deadline)
+                finally:
+                    instance.active -= 1
+                    async with self._capacity:
+                        self._capacity.notify()
         finally:
             self._track(-1)
 
     async def _acquire(self, deadline: float) -> Instance | None:
-        limit = self.service.container_concurrency or math.inf
+        limit = self.service.template.container_concurrency or math.inf
         async with self._capacity:
             while True:
                 candidates = [i for i in self.instances if not i.draining and i.active < limit]
@@ -207,7 +215,7 @@ class Revision:
 
     def _choose(self, candidates: list[Instance]) -> Instance:
         """Pick an instance with free capacity the way Knative's activator does (§1.8)."""
-        cc = self.service.container_concurrency
+        cc = self.service.template.container_concurrency
         if cc == 0:
             pair = random.sample(candidates, 2) if len(candidates) > 1 else candidates
             return min(pair, key=lambda i: i.active)
@@ -224,7 +232,9 @@ class Revision:
         body: bytes,
         deadline: float,
     ) -> Response:
-        forward = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP_BY_HOP)
+        forward = CIMultiDict(
+            (k, v) for k, v in tracing.inject(headers).items() if k.lower() not in _HOP_BY_HOP
+        )
         try:
             async with self.session.request(
                 method,
@@ -304,6 +314,8 @@ class Revision:
         self.instances.append(instance)
         self.stats.cold_starts += 1
         self.stats.cold_start_seconds.append(instance.cold_start_seconds)
+        # Bounded: the quantiles are of the latest cold starts, not of the whole run.
+        del self.stats.cold_start_seconds[:-COLD_START_SAMPLES]
         log.info(
             "%s: instance on port %d ready in %.1f ms (%d ready)",
             self.service.name,

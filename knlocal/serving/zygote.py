@@ -13,14 +13,14 @@ pages serving touches are already its own (copy-on-write) when it becomes an ins
 For each instance the runtime binds a loopback socket and sends its descriptor with the
 instance's environment over a Unix socket; the zygote hands both to the spare, answers with its
 pid, and forks the next spare. The spare becomes the instance: it loads the app and serves it
-with gunicorn's own `gthread` worker on that socket.
+on that socket with gunicorn's own worker, the class the gunicorn settings name (e.g. `gthread`).
 
 The instance runs the worker in-process, without gunicorn's arbiter. The image's
-`gunicorn -c functions.gunicorn_conf` runs an arbiter that forks that same worker (one worker,
-functions/gunicorn_conf.py); here the revision is the supervisor (it replaces dead instances, as
-the kubelet restarts a container), so the arbiter's fork, its signal pipe and its heartbeat
-would only add ≈ 25 ms to every cold start. The worker, its settings, its HTTP parser and the
-WSGI app are the image's.
+`gunicorn -c <gunicorn-config> <wsgi-app>` (the application's `[tool.knlocal]`) runs an arbiter
+that forks that same worker (with one worker configured); here the revision is the supervisor
+(it replaces dead instances, as the kubelet restarts a container), so the arbiter's fork, its
+signal pipe and its heartbeat would only add ≈ 25 ms to every cold start. The worker, its
+settings, its HTTP parser and the WSGI app are the image's.
 
 Every child leads its own session (so signals reach only it) and asks the kernel to SIGTERM it
 when the zygote dies; the zygote asks the same when the runtime dies. A crashed runtime therefore
@@ -28,6 +28,7 @@ leaves no instance behind.
 """
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import gc
@@ -44,14 +45,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import CodeType
 from typing import Any
 
-import aiohttp
-
 from knlocal.serving.instances import (
-    GUNICORN_CONFIG,
+    AppLauncher,
     Instance,
     InstanceStartError,
     bind_listener,
@@ -96,29 +94,18 @@ class ForkedProcess:
         return -1
 
 
-class ForkLauncher:
-    """Starts instances by forking the warm template; see the module docstring.
+class ForkLauncher(AppLauncher):
+    """Starts instances by forking the warm template; see the module docstring. The zygote
+    imports the WSGI app's module and the gunicorn settings once (see :class:`AppLauncher`)."""
 
-    :param wsgi_app: gunicorn's target, e.g. `functions.wsgi:create_app()`; its module is
-        imported by the zygote.
-    :param host: the loopback address to bind.
-    :param log_dir: each instance's output goes to `<log_dir>/<service>.log`.
-    :param session: the HTTP client used to probe readiness.
-    """
-
-    def __init__(
-        self, wsgi_app: str, host: str, log_dir: Path, session: aiohttp.ClientSession
-    ) -> None:
-        self.wsgi_app = wsgi_app
-        self.host = host
-        self.log_dir = log_dir
-        self.session = session
-        self._zygote: subprocess.Popen[bytes] | None = None
-        self._control: socket.socket | None = None
-        self._lock = asyncio.Lock()
+    _zygote: subprocess.Popen[bytes] | None = None
+    _control: socket.socket | None = None
+    #: Made by :meth:`open`: one start at a time talks to the zygote.
+    _lock: asyncio.Lock
 
     def open(self) -> None:
         """Start the zygote (it warms up in the background while the runtime starts)."""
+        self._lock = asyncio.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "zygote.log", "ab") as log:
@@ -129,6 +116,7 @@ class ForkLauncher:
                     "knlocal.serving.zygote",
                     str(theirs.fileno()),
                     self.wsgi_app,
+                    self.gunicorn_config,
                 ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -204,8 +192,8 @@ class _Template:
 
     :ivar wsgi_app: gunicorn's target.
     :ivar config: gunicorn's default configuration (≈ 100 settings objects, ≈ 2 ms to build).
-    :ivar settings: the compiled gunicorn settings module of the image
-        (functions/gunicorn_conf.py); run in each instance under its own environment, since the
+    :ivar settings: the compiled gunicorn settings module of the image (empty without one);
+        run in each instance under its own environment, since the
         settings read it (CONTAINER_CONCURRENCY sets the threads).
     :ivar warm_up: the app module's `warm_up` hook, if it has one.
     """
@@ -214,6 +202,22 @@ class _Template:
     config: Any
     settings: CodeType
     warm_up: Callable[[], None] | None
+
+
+def _settings_code(gunicorn_config: str) -> CodeType:
+    """The compiled module `python:<module>` names (what gunicorn's `-c` loads); empty code
+    without one."""
+    if not gunicorn_config:
+        return compile("", "<gunicorn defaults>", "exec")
+    settings = gunicorn_config.removeprefix("python:")
+    spec = importlib.util.find_spec(settings) if gunicorn_config != settings else None
+    loader = spec.loader if spec else None
+    code = loader.get_code(settings) if isinstance(loader, importlib.abc.InspectLoader) else None
+    if not isinstance(code, CodeType):
+        raise SystemExit(
+            f"cannot load the gunicorn settings {gunicorn_config!r}: expected python:<module>"
+        )
+    return code
 
 
 class _Spare:
@@ -243,7 +247,7 @@ class _Spare:
         return self.pid
 
 
-def _serve(control_fd: int, wsgi_app: str) -> None:
+def _serve(control_fd: int, wsgi_app: str, gunicorn_config: str) -> None:
     _die_with_parent()
     # Children are reaped by the kernel: the runtime watches them by pid.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
@@ -261,13 +265,7 @@ def _serve(control_fd: int, wsgi_app: str) -> None:
     warm = warm if callable(warm) else None
     if warm is not None:
         warm()
-    settings = GUNICORN_CONFIG.removeprefix("python:")
-    spec = importlib.util.find_spec(settings)
-    loader = spec.loader if spec else None
-    code = loader.get_code(settings) if isinstance(loader, importlib.abc.InspectLoader) else None
-    if not isinstance(code, CodeType):
-        raise SystemExit(f"cannot load the gunicorn settings {settings}")
-    template = _Template(wsgi_app, Config(), code, warm)
+    template = _Template(wsgi_app, Config(), _settings_code(gunicorn_config), warm)
     # Objects that exist now are never collected in a child, so its collector never walks (and
     # so never copies) the template's pages: a young instance stays mostly shared memory.
     gc.freeze()
@@ -339,6 +337,8 @@ def _become_instance(channel: socket.socket, template: _Template) -> None:
 
         traceback.print_exc()
     finally:
+        # What a normal exit would run first, e.g. the app's last export of buffered spans.
+        atexit._run_exitfuncs()
         os._exit(code)
 
 
@@ -377,4 +377,4 @@ def _run_worker(fd: int, template: _Template) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2])
+    _serve(int(sys.argv[1]), sys.argv[2], sys.argv[3])

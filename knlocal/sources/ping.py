@@ -1,6 +1,7 @@
-"""PingSource (`sources.knative.dev/v1`): a CloudEvent with a fixed payload, on a cron schedule.
+"""The PingSource adapter: a CloudEvent with a fixed payload, on a cron schedule.
 
-As Knative's multi-tenant ping adapter (eventing `pkg/adapter/mtping/runner.go`) does:
+The PingSource itself is read and validated by :mod:`knlocal.apis.sources`. As Knative's
+multi-tenant ping adapter (eventing `pkg/adapter/mtping/runner.go`) does:
 
 - the schedule is a 5-field cron expression (robfig/cron's standard parser, here croniter),
   optionally prefixed `CRON_TZ=<zone>` (or `TZ=<zone>`); `spec.timezone` is the same as that
@@ -16,21 +17,14 @@ As Knative's multi-tenant ping adapter (eventing `pkg/adapter/mtping/runner.go`)
 """
 
 import asyncio
-import json
 import logging
 import random
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from knlocal.errors import ManifestError
-from knlocal.eventing.delivery import Destination
+from knlocal.apis.sources import PingSource
 from knlocal.eventing.sender import Target
 
 log = logging.getLogger("knlocal")
@@ -48,102 +42,26 @@ RETRIABLE_STATUSES = frozenset({404, 413, 425, 429, 502, 503, 504})
 SEND_TIMEOUT_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
-class PingSource:
-    """A PingSource, as the runtime needs it."""
-
-    name: str
-    namespace: str
-    #: The cron expression, without a `CRON_TZ=` prefix.
-    schedule: str
-    timezone: ZoneInfo | None
-    content_type: str | None
-    body: bytes
-    sink: Destination
-    extensions: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def source(self) -> str:
-        """The events' `source` (Knative's `v1.PingSourceSource`)."""
-        return f"/apis/v1/namespaces/{self.namespace}/pingsources/{self.name}"
-
-    def next_tick(self, after: datetime) -> datetime:
-        """The first scheduled time strictly after `after` (an aware datetime)."""
-        start = after.astimezone(self.timezone) if self.timezone else after.astimezone()
-        tick: datetime = croniter(self.schedule, start).get_next(datetime)
-        return tick
-
-    def event(self, now: datetime) -> tuple[dict[str, str], bytes]:
-        """One tick's event in binary mode: its headers and body."""
-        headers = {
-            "ce-specversion": "1.0",
-            "ce-id": str(uuid.uuid4()),
-            "ce-source": self.source,
-            "ce-type": EVENT_TYPE,
-            "ce-time": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            **{f"ce-{name}": value for name, value in self.extensions.items()},
-        }
-        if self.content_type:
-            headers["Content-Type"] = self.content_type
-        return headers, self.body
+def next_tick(source: PingSource, after: datetime) -> datetime:
+    """The first scheduled time of `source` strictly after `after` (an aware datetime)."""
+    start = after.astimezone(source.timezone) if source.timezone else after.astimezone()
+    tick: datetime = croniter(source.schedule, start).get_next(datetime)
+    return tick
 
 
-def from_manifest(path: Path, name: str, namespace: str, spec: Mapping[str, Any]) -> PingSource:
-    """Read a PingSource's spec, refusing what Knative's validation refuses.
-
-    :raises ManifestError: naming the file and the field.
-    """
-    where = f"{path}: PingSource {namespace}/{name}"
-    schedule = str(spec.get("schedule") or "* * * * *")  # Knative's default
-    zone_name = spec.get("timezone") or None
-    first, _, rest = schedule.partition(" ")
-    if first.startswith(("CRON_TZ=", "TZ=")):
-        if zone_name:
-            raise ManifestError(
-                f"{where}: expected a time zone in spec.timezone or in the"
-                f" schedule, not both; found {zone_name!r} and {first!r}"
-            )
-        zone_name, schedule = first.partition("=")[2], rest.strip()
-    timezone = None
-    if zone_name:
-        try:
-            timezone = ZoneInfo(str(zone_name))
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ManifestError(
-                f"{where}: expected an IANA time zone (e.g. Europe/Paris); found {zone_name!r}"
-            ) from None
-    five_fields = len(schedule.split()) == 5 or schedule.startswith("@")
-    if not five_fields or not croniter.is_valid(schedule):
-        raise ManifestError(
-            f"{where}: expected a cron schedule of 5 fields (e.g. '*/2 * * * *') or a descriptor"
-            f" such as @hourly; found {schedule!r}"
-        )
-    data, data_base64 = spec.get("data"), spec.get("dataBase64")
-    if data is not None and data_base64 is not None:
-        raise ManifestError(f"{where}: expected at most one of spec.data and spec.dataBase64")
-    content_type = spec.get("contentType") or None
-    if data is not None and content_type == "application/json":
-        try:
-            json.loads(data)
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise ManifestError(f"{where}: spec.data is not JSON ({exc}): {data!r}") from None
-    if spec.get("sink") is None:
-        raise ManifestError(f"{where}: missing required field 'sink'")
-    try:
-        sink = Destination.from_manifest(spec["sink"], field="spec.sink")
-    except ManifestError as exc:
-        raise ManifestError(f"{where}: {exc}") from None
-    overrides = (spec.get("ceOverrides") or {}).get("extensions") or {}
-    return PingSource(
-        name=name,
-        namespace=namespace,
-        schedule=schedule,
-        timezone=timezone,
-        content_type=content_type,
-        body=str(data if data is not None else data_base64 or "").encode(),
-        sink=sink,
-        extensions={str(k): str(v) for k, v in overrides.items()},
-    )
+def make_event(source: PingSource, now: datetime) -> tuple[dict[str, str], bytes]:
+    """One tick's event in binary mode: its headers and body (mtping `makeEvent`)."""
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid4()),
+        "ce-source": source.source,
+        "ce-type": EVENT_TYPE,
+        "ce-time": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        **{f"ce-{name}": value for name, value in source.extensions.items()},
+    }
+    if source.content_type:
+        headers["Content-Type"] = source.content_type
+    return headers, source.body
 
 
 async def send(source: PingSource, target: Target, now: datetime) -> bool:
@@ -151,7 +69,7 @@ async def send(source: PingSource, target: Target, now: datetime) -> bool:
 
     :return: whether the sink acknowledged it (2xx).
     """
-    headers, body = source.event(now)
+    headers, body = make_event(source, now)
     problem = ""
     for attempt in range(RETRIES + 1):
         if attempt:
@@ -177,7 +95,7 @@ async def run(source: PingSource, target: Target) -> None:
     sending: set[asyncio.Task[bool]] = set()
     try:
         while True:
-            tick = source.next_tick(datetime.now(UTC))
+            tick = next_tick(source, datetime.now(UTC))
             await asyncio.sleep(max(0.0, (tick - datetime.now(UTC)).total_seconds()))
             await asyncio.sleep(random.uniform(0, JITTER_SECONDS))
             # A slow sink must not delay the next tick: each send runs on its own.

@@ -18,7 +18,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -31,32 +31,35 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from knlocal import manifests
+from knlocal.apis import loader
+from knlocal.apis.eventing import Broker, Trigger
+from knlocal.apis.filters import parse_filters
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.backends.kafka import topic_name
 from knlocal.eventing.backends.nats import stream_name
 from knlocal.eventing.backends.rabbitmq import exchange_name
-from knlocal.eventing.broker import BrokerTarget, RunningBroker
 from knlocal.eventing.classes import (
     KAFKA_BROKER,
     MT_CHANNEL_BASED_BROKER,
     RABBITMQ_BROKER,
     BrokerClass,
 )
-from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec, backoff_seconds
+from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec, Destination
 from knlocal.eventing.dispatcher import TriggerDispatcher
-from knlocal.eventing.filters import build_trigger_filter
-from knlocal.manifests import Broker
-from knlocal.runtime import HttpTarget
+from knlocal.eventing.retries import backoff_seconds
+from knlocal.factories import running_broker, trigger_dispatcher
+from knlocal.resolver import Resolver
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.broker_servers import (
+from tests.servers import (
+    ROOT,
+    drop_kafka,
     drop_nats,
     drop_rabbitmq,
+    require_kafka,
     require_nats,
     require_rabbitmq,
 )
-from tests.knlocal.eventing.backends.kafka_server import ROOT, drop, require_kafka
 
 NAMESPACE = "default"
 FORMAT = JSONFormat()
@@ -90,7 +93,7 @@ class BackendCase:
 
 @cache
 def _manifest_config(backend: str) -> Mapping[str, str]:
-    system = manifests.load(Settings(broker=backend, manifests=ROOT))
+    system = loader.load(Settings(broker=backend, manifests=ROOT))
     [broker] = system.brokers.values()
     return system.broker_config(broker)
 
@@ -234,7 +237,7 @@ class Eventing:
         self.broker = Broker(broker_name, NAMESPACE, case.broker_class, None, None)
         self.settings = Settings.from_env()
         self.backend: BrokerBackend = registry.create(self.broker, case.config(), self.settings)
-        self.running = RunningBroker(self.broker, self.backend)
+        self.running = running_broker(self.broker, self.backend)
         self.dispatchers: list[TriggerDispatcher] = []
         self._runs: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -259,22 +262,21 @@ class Eventing:
         :param spec: the Trigger's `spec` for its filter (`filter` / `filters`); none: all.
         """
         assert self._session is not None
-        group = f"knative-trigger-{NAMESPACE}-{name}"
-        dispatcher = TriggerDispatcher(
-            name=f"{NAMESPACE}/{name}",
+        sink = None if dead_letter is None else Destination(None, dead_letter.url)
+        trigger = Trigger(
+            name=name,
             namespace=NAMESPACE,
-            broker_class=self.case.broker_class,
-            event_filter=build_trigger_filter(spec or {}, self.case.broker_class),
-            delivery=delivery,
-            subscriber=HttpTarget(self._session, subscriber.url),
-            dead_letter=None if dead_letter is None else HttpTarget(self._session, dead_letter.url),
-            subscription=await self.backend.subscribe(
-                group, ordered=ordered, attributes=manifests.filter_attributes(spec or {})
-            ),
-            reply=BrokerTarget(
-                self.running, f"http://127.0.0.1:8081/{NAMESPACE}/{self.broker.name}"
-            ),
+            broker=self.broker.name,
+            filters=parse_filters(spec or {}),
+            subscriber=Destination(None, subscriber.url),
+            delivery=replace(delivery, dead_letter_sink=sink),
             ordered=ordered,
+        )
+        dispatcher = await trigger_dispatcher(
+            trigger,
+            self.running,
+            Resolver(self._session),
+            broker_url=f"http://127.0.0.1:8081/{NAMESPACE}/{self.broker.name}",
         )
         self.dispatchers.append(dispatcher)
         self._runs.append(asyncio.create_task(dispatcher.run()))
@@ -334,7 +336,7 @@ def broker_name(case: BackendCase) -> Iterator[str]:
     if case is KAFKA:
         servers = Settings.from_env().kafka_bootstrap_servers
         broker = Broker(name, NAMESPACE, KAFKA_BROKER, None, None)
-        drop(
+        drop_kafka(
             servers,
             [topic_name(broker)],
             [f"knative-trigger-{NAMESPACE}-{name}-{t}" for t in _TRIGGERS],

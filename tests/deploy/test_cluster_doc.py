@@ -265,7 +265,7 @@ def test_the_doc_names_only_make_targets_that_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
     targets = set(re.findall(r"^([a-zA-Z_-]+):", makefile, re.MULTILINE))
     used = set(re.findall(r"\bmake ([a-z][a-z-]+)", DOC.read_text()))
-    # `make burst` belongs to the burst driver (knlocal/burst.py), built beside this.
+    # `make burst` belongs to the burst driver (knuser_tools/burst/), built beside this.
     assert used - targets <= {"burst"}, f"docs/cluster.md names unknown targets {used - targets}"
 
 

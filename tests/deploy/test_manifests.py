@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from functions.registry import FUNCTIONS
-from tests.conftest import require_server
 from tests.deploy.api_models import serving, validate, validate_as, validate_filters
+from tests.servers import require_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_IMAGE = "dev.local/knuser-functions:0.1.0"
@@ -85,14 +85,15 @@ BROKERS = [
 ]
 
 
-def render(broker: str, image: str | None = None) -> list[Object]:
-    """Run deploy/render.sh as `make manifests` does and parse its documents."""
+def render(broker: str, image: str | None = None, **settings: str) -> list[Object]:
+    """Run deploy/render.sh as `make manifests` does (with `settings` such as TRACING=otlp) and
+    parse its documents."""
     require_server(
         "kustomize (kubectl kustomize, kustomize, or Go to build it)",
         any(shutil.which(tool) for tool in ("kubectl", "kustomize", "go")),
         "install kubectl (https://kubernetes.io/docs/tasks/tools/) or Go",
     )
-    env = _env(BROKER=broker, IMAGE=image or "")
+    env = render_env(BROKER=broker, IMAGE=image or "", **settings)
     result = subprocess.run(
         ["bash", str(ROOT / "deploy" / "render.sh")],
         env=env,
@@ -104,9 +105,13 @@ def render(broker: str, image: str | None = None) -> list[Object]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
 
 
-def _env(**settings: str) -> dict[str, str]:
+#: The settings deploy/render.sh reads (deploy/tracing.sh reads the last two for TRACING=otlp).
+RENDER_SETTINGS = ("BROKER", "IMAGE", "TRACING", "OTLP_ENDPOINT", "TRACING_SAMPLING_RATE")
+
+
+def render_env(**settings: str) -> dict[str, str]:
     """This process's environment (PATH, HOME for Go's cache) with only the given settings."""
-    env = {k: v for k, v in os.environ.items() if k not in ("BROKER", "IMAGE")}
+    env = {k: v for k, v in os.environ.items() if k not in RENDER_SETTINGS}
     return env | {k: v for k, v in settings.items() if v}
 
 
@@ -333,7 +338,7 @@ def test_image_is_set_without_editing_any_file() -> None:
 def test_an_unknown_broker_is_refused_with_the_choices() -> None:
     result = subprocess.run(
         ["bash", str(ROOT / "deploy" / "render.sh")],
-        env=_env(BROKER="rabbit"),
+        env=render_env(BROKER="rabbit"),
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,7 +18,7 @@ from functions.catalog import (
 )
 from functions.ce import new_event
 from functions.errors import InvalidEvent
-from knlocal import manifests
+from knlocal.apis import loader
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.filters import FilterResult, build_trigger_filter
 from knlocal.settings import Settings
@@ -69,9 +69,9 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
 BROKERS = [("inmemory", MT_CHANNEL_BASED_BROKER), ("kafka", KAFKA_BROKER)]
 
 
-def system(broker: str = "inmemory") -> manifests.System:
+def system(broker: str = "inmemory") -> loader.System:
     """The real manifests, as the local runtime loads them."""
-    return manifests.load(Settings(broker=broker, manifests=ROOT))
+    return loader.load(Settings(broker=broker, manifests=ROOT))
 
 
 def test_catalog_loads_every_type_of_the_flow() -> None:
@@ -139,10 +139,10 @@ def test_each_consumer_has_one_trigger_passing_exactly_its_types(
     triggers = [
         t
         for t in system(broker).triggers
-        if (t.spec.get("subscriber") or {}).get("ref", {}).get("name") == service
+        if t.subscriber.ref is not None and t.subscriber.ref.name == service
     ]
     assert len(triggers) == 1, f"expected one Trigger subscribing {service}"
-    event_filter = build_trigger_filter(triggers[0].spec, broker_class)
+    event_filter = build_trigger_filter(triggers[0].filters, broker_class)
     catalog = load_catalog()
     passed = set()
     for event_type in catalog.types:
@@ -158,7 +158,7 @@ def test_each_consumer_has_one_trigger_passing_exactly_its_types(
 @pytest.mark.parametrize("broker", [b for b, _ in BROKERS])
 def test_every_trigger_subscribes_a_catalog_consumer(broker: str) -> None:
     """No Trigger delivers to a service the catalog does not list as a consumer."""
-    subscribers = {t.spec["subscriber"]["ref"]["name"] for t in system(broker).triggers}
+    subscribers = {t.subscriber.ref.name for t in system(broker).triggers if t.subscriber.ref}
     assert subscribers == set(CONSUMERS)
 
 
@@ -166,5 +166,7 @@ def test_every_trigger_subscribes_a_catalog_consumer(broker: str) -> None:
 def test_every_trigger_dead_letters_to_operation_update(broker: str) -> None:
     """As the catalog says, dead letters go to operation-update, which fails the operation."""
     for trigger in system(broker).triggers:
-        sink = trigger.spec["delivery"]["deadLetterSink"]["ref"]
-        assert (sink["kind"], sink["name"]) == ("Service", "operation-update"), trigger.name
+        assert trigger.delivery is not None and trigger.delivery.dead_letter_sink is not None
+        sink = trigger.delivery.dead_letter_sink.ref
+        assert sink is not None
+        assert (sink.kind, sink.name) == ("Service", "operation-update"), trigger.name

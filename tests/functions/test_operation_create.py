@@ -89,7 +89,9 @@ def test_accepts_stores_pending_and_publishes_the_request(
     assert response.headers == {"Location": f"/operations/{operation_id}"}
     assert body["status"] == "pending"
     assert (body["result"], body["error"]) == (None, None)
-    assert set(body) == {"id", "status", "createdAt", "updatedAt", "result", "error"}
+    assert set(body) == {"id", "status", "createdAt", "updatedAt", "result", "error", "traceId"}
+    # No trace context around a bare handler call: none is invented (functions/tracing.py).
+    assert body["traceId"] is None
     stored = operations.get(operation_id)
     assert stored is not None
     assert (stored["status"], stored["request"]) == ("pending", {"name": "Ada Lovelace"})

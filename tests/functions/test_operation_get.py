@@ -104,7 +104,8 @@ def test_returns_the_operation_in_each_state(
 def test_does_not_expose_internal_fields(operations: OperationStore) -> None:
     """Only the public fields are shown: not the stored request nor the kind."""
     response = operation_get.handle(get(OPERATION_ID), operations=operations)
-    assert set(response.body) == {"id", "status", "createdAt", "updatedAt", "result", "error"}
+    public = {"id", "status", "createdAt", "updatedAt", "result", "error", "traceId"}
+    assert set(response.body) == public
 
 
 def test_unknown_operation_is_not_found(operations: OperationStore) -> None:

@@ -1,6 +1,6 @@
 """Issue 11: every edge of the running runtime answers bad input with a clear 4xx JSON error.
 
-One runtime (tests/knlocal/harness.py) with a short read timeout serves the module: the public
+One runtime (knlocal/process.py) with a short read timeout serves the module: the public
 ingress (and through it the function instances), the broker ingress and the admin endpoint, as a
 hostile client reaches them over real loopback sockets.
 """
@@ -26,10 +26,13 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from schemathesis import checks as st_checks
 
-from tests.knlocal.harness import ROOT, WAIT_SECONDS, Runtime, start_runtime
+from knlocal.process import DEFAULT_SWITCHES, free_port
+from knuser_tools.runtime import PROJECT, KnuserRuntime
 
 pytestmark = pytest.mark.e2e
 
+#: Bound on every wait, so a broken runtime fails the test instead of hanging it.
+WAIT_SECONDS = 30.0
 #: The runtime's READ_TIMEOUT_SECONDS here: short, so that the slow-client tests are quick.
 READ_TIMEOUT = 2
 #: `{"name": [[[…]]]}`, 5000 levels: about 10 KB, far below every size limit.
@@ -44,10 +47,9 @@ CE_HEADERS = {
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    with start_runtime(
-        tmp_path_factory.mktemp("bad-input-data"), READ_TIMEOUT_SECONDS=str(READ_TIMEOUT)
-    ) as rt:
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnuserRuntime]:
+    env = {**DEFAULT_SWITCHES, "READ_TIMEOUT_SECONDS": str(READ_TIMEOUT)}
+    with KnuserRuntime(tmp_path_factory.mktemp("bad-input-data"), env) as rt:
         yield rt
 
 
@@ -58,9 +60,7 @@ def function(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     user-create is cluster-local (knative/services/user-create.yaml): the public ingress does not
     reach it, so the test calls the instance itself, as an in-cluster caller would.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "FUNCTION": "user-create",
@@ -72,7 +72,7 @@ def function(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command = [sys.executable, "-m", "gunicorn", "-c", "python:functions.gunicorn_conf"]
     process = subprocess.Popen(
         [*command, "--bind", f"127.0.0.1:{port}", "functions.wsgi:create_app()"],
-        cwd=ROOT,
+        cwd=PROJECT,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -121,7 +121,7 @@ def _json_error(status: int, headers: dict[str, str], body: bytes, expected: int
     return message
 
 
-def _operations(rt: Runtime) -> int:
+def _operations(rt: KnuserRuntime) -> int:
     path = rt.data_dir / "operations.sqlite3"
     if not path.exists():
         return 0
@@ -130,7 +130,7 @@ def _operations(rt: Runtime) -> int:
         return count
 
 
-def test_deeply_nested_body_to_post_users_is_400(runtime: Runtime) -> None:
+def test_deeply_nested_body_to_post_users_is_400(runtime: KnuserRuntime) -> None:
     before = _operations(runtime)
     status, headers, body = _call(
         runtime.ingress, "POST", "/users", DEEP, {"Content-Type": "application/json"}
@@ -140,7 +140,7 @@ def test_deeply_nested_body_to_post_users_is_400(runtime: Runtime) -> None:
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_deeply_nested_event_to_broker_ingress_is_400(runtime: Runtime, mode: str) -> None:
+def test_deeply_nested_event_to_broker_ingress_is_400(runtime: KnuserRuntime, mode: str) -> None:
     """knative-semantics.md §2.2: an event the broker cannot decode is 400, never 500."""
     if mode == "binary":
         headers, body = CE_HEADERS, DEEP
@@ -149,42 +149,52 @@ def test_deeply_nested_event_to_broker_ingress_is_400(runtime: Runtime, mode: st
         headers = {"Content-Type": "application/cloudevents+json"}
         body = json.dumps(attributes)[:-1].encode() + b',"data":' + DEEP + b"}"
     status, response_headers, response = _call(
-        runtime.broker, "POST", urlsplit(runtime.broker).path, body, headers
+        runtime.default_broker, "POST", urlsplit(runtime.default_broker).path, body, headers
     )
     assert "nested deeper than" in _json_error(status, response_headers, response, 400)
 
 
-def test_client_400_at_broker_ingress_is_one_warning_line(runtime: Runtime) -> None:
+def _post_users(runtime: KnuserRuntime, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """`POST /users` with `body` as JSON at the public ingress."""
+    return _call(runtime.ingress, "POST", "/users", body, {"Content-Type": "application/json"})
+
+
+def _logged(runtime: KnuserRuntime, containing: str) -> tuple[list[str], str]:
+    """Wait (bounded) for log lines of the runtime containing `containing`; those, and the log."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        log = runtime.log_text()
+        found = [line for line in log.splitlines() if containing in line]
+        if found or time.monotonic() > deadline:
+            return found, log
+        time.sleep(0.05)
+
+
+def test_client_400_at_broker_ingress_is_one_warning_line(runtime: KnuserRuntime) -> None:
     marker = f"marker-{uuid.uuid4()}"
     headers = {**CE_HEADERS, "ce-id": marker}
     status, response_headers, body = _call(
-        runtime.broker, "POST", urlsplit(runtime.broker).path, DEEP, headers
+        runtime.default_broker, "POST", urlsplit(runtime.default_broker).path, DEEP, headers
     )
     _json_error(status, response_headers, body, 400)
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline and not any("refused" in line for line in runtime.output):
-        time.sleep(0.05)
-    refused = [line for line in runtime.output if "refused an event" in line]
-    assert refused, runtime.output
+    refused, log = _logged(runtime, "refused an event")
+    assert refused, log
     assert all("WARNING" in line for line in refused), refused
-    assert not any("Traceback" in line for line in runtime.output), runtime.output
+    assert "Traceback" not in log, log
 
 
-def test_malformed_request_at_broker_ingress_is_one_warning_line(runtime: Runtime) -> None:
+def test_malformed_request_at_broker_ingress_is_one_warning_line(runtime: KnuserRuntime) -> None:
     """A request the HTTP parser refuses: 400, logged as a client's mistake, not the runtime's."""
-    url = urlsplit(runtime.broker)
+    url = urlsplit(runtime.default_broker)
     request = f"POST {url.path} HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".encode()
     with _slow_client((url.hostname or "", url.port or 0), request) as client:
         response = http.client.HTTPResponse(client)
         response.begin()
         assert response.status == 400
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline and not any("aiohttp" in x for x in runtime.output):
-        time.sleep(0.05)
-    logged = [line for line in runtime.output if "Error handling request" in line]
-    assert logged, runtime.output
+    logged, log = _logged(runtime, "Error handling request")
+    assert logged, log
     assert all("WARNING" in line and "400" in line for line in logged), logged
-    assert not any("Traceback" in line for line in runtime.output), runtime.output
+    assert "Traceback" not in log, log
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
@@ -200,12 +210,12 @@ def test_deeply_nested_event_straight_to_a_function_is_400(function: str, mode: 
     assert "nested deeper than" in _json_error(status, response_headers, response, 400)
 
 
-def test_path_with_a_newline_is_a_json_404(runtime: Runtime) -> None:
+def test_path_with_a_newline_is_a_json_404(runtime: KnuserRuntime) -> None:
     status, headers, body = _call(runtime.ingress, "GET", "/operations/%C3%B6%0A%25%C2%BAc")
     _json_error(status, headers, body, 404)
 
 
-def test_dot_segments_are_removed_before_routing(runtime: Runtime) -> None:
+def test_dot_segments_are_removed_before_routing(runtime: KnuserRuntime) -> None:
     """Routed on the normalised path, as Istio's gateway does: `/health/readiness` is no route."""
     status, headers, body = _call(runtime.ingress, "GET", "/operations/../health/readiness")
     _json_error(status, headers, body, 404)
@@ -213,29 +223,17 @@ def test_dot_segments_are_removed_before_routing(runtime: Runtime) -> None:
     _json_error(status, headers, body, 404)
 
 
-def test_twenty_megabyte_body_is_a_json_413(runtime: Runtime) -> None:
+def test_twenty_megabyte_body_is_a_json_413(runtime: KnuserRuntime) -> None:
     before = _operations(runtime)
-    status, headers, body = _call(
-        runtime.ingress,
-        "POST",
-        "/users",
-        b"x" * (20 * 1024 * 1024),
-        {"Content-Type": "application/json"},
-    )
+    status, headers, body = _post_users(runtime, b"x" * (20 * 1024 * 1024))
     _json_error(status, headers, body, 413)
     assert _operations(runtime) == before
 
 
-def test_body_over_the_function_limit_is_a_json_413(runtime: Runtime) -> None:
+def test_body_over_the_function_limit_is_a_json_413(runtime: KnuserRuntime) -> None:
     """Under the ingress's limit but over operation-create's (64 KiB, MAX_BODY_BYTES)."""
     name = "x" * (100 * 1024)
-    status, headers, body = _call(
-        runtime.ingress,
-        "POST",
-        "/users",
-        json.dumps({"name": name}).encode(),
-        {"Content-Type": "application/json"},
-    )
+    status, headers, body = _post_users(runtime, json.dumps({"name": name}).encode())
     _json_error(status, headers, body, 413)
 
 
@@ -255,9 +253,9 @@ def test_body_over_the_function_limit_is_a_json_413(runtime: Runtime) -> None:
     ],
 )
 def test_framework_errors_are_json_on_every_listener(
-    runtime: Runtime, function: str, listener: str, method: str, path: str, expected: int
+    runtime: KnuserRuntime, function: str, listener: str, method: str, path: str, expected: int
 ) -> None:
-    base = {"broker": runtime.broker, "admin": runtime.admin, "user-create": function}.get(
+    base = {"broker": runtime.default_broker, "admin": runtime.admin, "user-create": function}.get(
         listener, runtime.ingress
     )
     body = b"{}" if method == "POST" else None
@@ -267,29 +265,27 @@ def test_framework_errors_are_json_on_every_listener(
         assert headers.get("Allow"), headers
 
 
-def test_oversized_event_to_broker_ingress_is_a_json_413(runtime: Runtime) -> None:
+def test_oversized_event_to_broker_ingress_is_a_json_413(runtime: KnuserRuntime) -> None:
     status, headers, body = _call(
-        runtime.broker, "POST", urlsplit(runtime.broker).path, b"x" * (5 * 1024 * 1024), CE_HEADERS
+        runtime.default_broker,
+        "POST",
+        urlsplit(runtime.default_broker).path,
+        b"x" * (5 * 1024 * 1024),
+        CE_HEADERS,
     )
     _json_error(status, headers, body, 413)
 
 
-def test_blank_name_means_what_the_openapi_says(runtime: Runtime) -> None:
+def test_blank_name_means_what_the_openapi_says(runtime: KnuserRuntime) -> None:
     """Blank is white space by `str.isspace()`: U+0085 is blank, U+FEFF (not white space) is not.
 
     The OpenAPI's pattern and the running service agree on both.
     """
-    spec = yaml.safe_load((ROOT / "functions" / "openapi.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load((PROJECT / "functions" / "openapi.yaml").read_text(encoding="utf-8"))
     schema = Draft202012Validator(spec["components"]["schemas"]["CreateUserRequest"])
     for name, accepted in (("\u0085", False), (" \u3000\t", False), ("\ufeff", True)):
         assert schema.is_valid({"name": name}) is accepted
-        status, headers, body = _call(
-            runtime.ingress,
-            "POST",
-            "/users",
-            json.dumps({"name": name}).encode(),
-            {"Content-Type": "application/json"},
-        )
+        status, headers, body = _post_users(runtime, json.dumps({"name": name}).encode())
         if accepted:
             assert status == 202, body
         else:
@@ -310,7 +306,7 @@ def _closed_after(client: socket.socket) -> float:
     return time.monotonic() - started
 
 
-def test_unfinished_headers_are_closed_after_the_read_timeout(runtime: Runtime) -> None:
+def test_unfinished_headers_are_closed_after_the_read_timeout(runtime: KnuserRuntime) -> None:
     url = urlsplit(runtime.ingress)
     with _slow_client(
         (url.hostname or "", url.port or 0), b"GET /users HTTP/1.1\r\nHost: x\r\n"
@@ -319,7 +315,7 @@ def test_unfinished_headers_are_closed_after_the_read_timeout(runtime: Runtime) 
     assert READ_TIMEOUT - 0.5 <= waited <= READ_TIMEOUT + 3
 
 
-def test_unfinished_body_gets_a_json_408_after_the_read_timeout(runtime: Runtime) -> None:
+def test_unfinished_body_gets_a_json_408_after_the_read_timeout(runtime: KnuserRuntime) -> None:
     """The 408 comes after the read timeout (aiohttp then lingers ≤ 10 s before it closes)."""
     url = urlsplit(runtime.ingress)
     head = (
@@ -338,7 +334,7 @@ def test_unfinished_body_gets_a_json_408_after_the_read_timeout(runtime: Runtime
     assert json.loads(body)["error"]
 
 
-def test_many_slow_clients_do_not_starve_normal_ones(runtime: Runtime) -> None:
+def test_many_slow_clients_do_not_starve_normal_ones(runtime: KnuserRuntime) -> None:
     """300 clients stuck in their headers or body; normal requests are answered meanwhile."""
     url = urlsplit(runtime.ingress)
     address = (url.hostname or "", url.port or 0)
@@ -363,7 +359,7 @@ def test_many_slow_clients_do_not_starve_normal_ones(runtime: Runtime) -> None:
             client.close()
 
 
-def _status(rt: Runtime) -> dict[str, Any]:
+def _status(rt: KnuserRuntime) -> dict[str, Any]:
     status, _, body = _call(rt.admin, "GET", "/status")
     assert status == 200
     result: dict[str, Any] = json.loads(body)
@@ -372,7 +368,7 @@ def _status(rt: Runtime) -> dict[str, Any]:
 
 # --- fuzz: the OpenAPI against the running ingress ------------------------------------------------
 
-SCHEMA = schemathesis.openapi.from_path(ROOT / "functions" / "openapi.yaml")
+SCHEMA = schemathesis.openapi.from_path(PROJECT / "functions" / "openapi.yaml")
 #: What the fuzz asserts of every response, and nothing else: the issue's four checks.
 CHECKS = [
     st_checks.not_a_server_error,
@@ -394,13 +390,13 @@ FUZZ_CASES: dict[str, int] = {}
 
 @SCHEMA.parametrize()
 @FUZZ
-def test_openapi_fuzz_every_operation(case: schemathesis.Case, runtime: Runtime) -> None:
+def test_openapi_fuzz_every_operation(case: schemathesis.Case, runtime: KnuserRuntime) -> None:
     """Every operation, generated inputs: no 5xx; status, content type and body as documented."""
     FUZZ_CASES[case.operation.label] = FUZZ_CASES.get(case.operation.label, 0) + 1
     case.call_and_validate(base_url=runtime.ingress, checks=CHECKS)
 
 
-def test_openapi_fuzz_following_the_location_link(runtime: Runtime) -> None:
+def test_openapi_fuzz_following_the_location_link(runtime: KnuserRuntime) -> None:
     """Sequences POST /users → GET its operation (the `GetOperation` link of the 202)."""
 
     class Workflow(SCHEMA.as_state_machine()):  # type: ignore[misc]
@@ -479,15 +475,15 @@ def _event_request(draw: st.DrawFn) -> tuple[bool, dict[str, str], bytes]:
     return valid, headers, body
 
 
-def _received(rt: Runtime) -> dict[str, int]:
+def _received(rt: KnuserRuntime) -> dict[str, int]:
     return {name: t["received"] for name, t in _status(rt)["triggers"].items()}
 
 
-def test_broker_ingress_fuzz_generated_cloudevents(runtime: Runtime) -> None:
+def test_broker_ingress_fuzz_generated_cloudevents(runtime: KnuserRuntime) -> None:
     """Valid events are 202 and stored once; invalid ones are 400 and stored nowhere (§2.2)."""
     before = _received(runtime)
     accepted = 0
-    path = urlsplit(runtime.broker).path
+    path = urlsplit(runtime.default_broker).path
 
     @given(_event_request())
     @settings(FUZZ, max_examples=150)
@@ -495,7 +491,9 @@ def test_broker_ingress_fuzz_generated_cloudevents(runtime: Runtime) -> None:
         nonlocal accepted
         valid, headers, body = request
         FUZZ_CASES["broker ingress"] = FUZZ_CASES.get("broker ingress", 0) + 1
-        status, response_headers, response = _call(runtime.broker, "POST", path, body, headers)
+        status, response_headers, response = _call(
+            runtime.default_broker, "POST", path, body, headers
+        )
         if valid:
             assert status == 202, response
             accepted += 1

@@ -17,8 +17,8 @@ import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.broker_servers import require_nats, require_rabbitmq
-from tests.knlocal.eventing.backends.kafka_server import RuntimeProcess
+from knuser_tools.runtime import KnuserRuntime
+from tests.servers import require_shared
 
 #: The events one user creation puts on the Broker (triggers/), by type.
 FLOW_TYPES = {
@@ -32,19 +32,15 @@ WAIT_SECONDS = 30.0
 @pytest.fixture(scope="module", params=["rabbitmq", "nats"])
 def runtime(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RuntimeProcess]:
+) -> Iterator[KnuserRuntime]:
     """`knlocal run` with BROKER=rabbitmq, then BROKER=nats, on the shared servers."""
     kind: str = request.param
-    (require_rabbitmq if kind == "rabbitmq" else require_nats)()
-    process = RuntimeProcess(tmp_path_factory.mktemp(f"{kind}-e2e"), {"BROKER": kind})
-    process.start()
-    try:
+    require_shared(kind)
+    with KnuserRuntime(tmp_path_factory.mktemp(f"{kind}-e2e"), {"BROKER": kind}) as process:
         yield process
-    finally:
-        process.stop()
 
 
-def finished(runtime: RuntimeProcess, operation_id: str) -> Any:
+def finished(runtime: KnuserRuntime, operation_id: str) -> Any:
     """The operation once it is no longer pending (bounded)."""
     deadline = time.monotonic() + WAIT_SECONDS
     while (operation := runtime.operation(operation_id))["status"] == "pending":
@@ -53,7 +49,7 @@ def finished(runtime: RuntimeProcess, operation_id: str) -> Any:
     return operation
 
 
-def test_s3_3_s3_4_ada_completes_and_root_fails_with_its_reason(runtime: RuntimeProcess) -> None:
+def test_s3_3_s3_4_ada_completes_and_root_fails_with_its_reason(runtime: KnuserRuntime) -> None:
     """The two canonical requests, on each backend."""
     status, ada = runtime.create_user("Ada Lovelace")
     assert status == 202
@@ -67,7 +63,7 @@ def test_s3_3_s3_4_ada_completes_and_root_fails_with_its_reason(runtime: Runtime
     assert failed["error"]["reason"] == "user rejected: the name 'root' is reserved"
 
 
-async def _rabbitmq_events(url: str, runtime: RuntimeProcess) -> list[dict[str, Any]]:
+async def _rabbitmq_events(url: str, runtime: KnuserRuntime) -> list[dict[str, Any]]:
     # A queue of the test's own on the Broker's exchange sees what the Broker stores from now on.
     connection = await aio_pika.connect(url)
     try:
@@ -89,7 +85,7 @@ async def _rabbitmq_events(url: str, runtime: RuntimeProcess) -> list[dict[str, 
         await connection.close()
 
 
-async def _nats_events(url: str, runtime: RuntimeProcess) -> list[dict[str, Any]]:
+async def _nats_events(url: str, runtime: KnuserRuntime) -> list[dict[str, Any]]:
     client = await nats.connect(url)
     try:
         js = client.jetstream()
@@ -120,7 +116,7 @@ async def _nats_events(url: str, runtime: RuntimeProcess) -> list[dict[str, Any]
         await client.close()
 
 
-def test_s3_3_s3_4_a_plain_client_reads_the_events_in_the_server(runtime: RuntimeProcess) -> None:
+def test_s3_3_s3_4_a_plain_client_reads_the_events_in_the_server(runtime: KnuserRuntime) -> None:
     """The flow's events are stored in the real server, in Knative's layout, readable by anyone."""
     settings = Settings.from_env(runtime.env)
     if settings.broker == "rabbitmq":

@@ -7,21 +7,15 @@ on its own ports and data folder, against a RabbitMQ / NATS of this module's own
 (the event was confirmed stored before the 202, and is delivered at least once after the crash).
 """
 
-import os
-import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.knlocal.eventing.backends.broker_servers import (
-    PrivateServer,
-    require_nats,
-    require_rabbitmq,
-)
-from tests.knlocal.eventing.backends.kafka_server import RuntimeProcess
-from tests.knlocal.test_kafka_faults import assert_completed_once, burst, name
+from knuser_tools.runtime import KnuserRuntime
+from tests.flows import name, post_users
+from tests.knlocal.test_kafka_faults import BURST, PER_SECOND, assert_completed_once
+from tests.servers import PrivateServer, require_shared
 
 #: The runtime's settings per backend, given the private server's URL.
 URL_VARIABLE = {"rabbitmq": "RABBITMQ_URL", "nats": "NATS_URL"}
@@ -33,7 +27,7 @@ URL_VARIABLE = {"rabbitmq": "RABBITMQ_URL", "nats": "NATS_URL"}
 def server(request: pytest.FixtureRequest) -> Iterator[PrivateServer]:
     """A private server of each kind (the shared one's package is installed to start it)."""
     kind: str = request.param
-    (require_rabbitmq if kind == "rabbitmq" else require_nats)()
+    require_shared(kind)
     private = PrivateServer(kind)
     private.start()
     try:
@@ -42,37 +36,12 @@ def server(request: pytest.FixtureRequest) -> Iterator[PrivateServer]:
         private.stop()
 
 
-def start_runtime(data_dir: Path, server: PrivateServer) -> RuntimeProcess:
+def start_runtime(data_dir: Path, server: PrivateServer) -> KnuserRuntime:
     """`knlocal run` on the server's backend, on `data_dir`."""
-    runtime = RuntimeProcess(
-        data_dir, {"BROKER": server.kind, "STORE": "sqlite", URL_VARIABLE[server.kind]: server.url}
-    )
+    env = {"BROKER": server.script, "STORE": "sqlite", URL_VARIABLE[server.script]: server.url}
+    runtime = KnuserRuntime(data_dir, env)
     runtime.start()
     return runtime
-
-
-def descendants(pid: int) -> list[int]:
-    """The process's children, grandchildren…, read from /proc."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        for child in (task / "children").read_text().split():
-            found += [int(child), *descendants(int(child))]
-    return found
-
-
-def kill_runtime(runtime: RuntimeProcess) -> None:
-    """kill -9 the runtime and its function instances, as a machine crash would."""
-    assert runtime.process is not None
-    victims = [runtime.process.pid, *descendants(runtime.process.pid)]
-    for victim in victims:
-        try:
-            os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-    runtime.process.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{v}").exists() for v in victims) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_s3_3_s3_4_server_killed_and_restarted_mid_burst_loses_no_accepted_operation(
@@ -86,7 +55,7 @@ def test_s3_3_s3_4_server_killed_and_restarted_mid_burst_loses_no_accepted_opera
             server.kill()
             server.start()
 
-        answers = burst(runtime, during=crash_and_restart, after=10)
+        answers = post_users(runtime, BURST, PER_SECOND, crash_and_restart, after=10)
         assert_completed_once(runtime, answers)
     finally:
         runtime.stop()
@@ -103,10 +72,8 @@ def test_s3_3_s3_4_runtime_killed_mid_flow_and_restarted_completes_every_operati
     try:
         answers = [first.create_user(name(index)) for index in range(20)]
     finally:
-        kill_runtime(first)
+        first.kill()  # and its function instances, as a machine crash would
     assert all(status == 202 for status, _ in answers), answers
-    # RuntimeProcess waits for "ready" in runtime.log: keep the first one's apart.
-    first.log.rename(tmp_path / "runtime-killed.log")
     second = start_runtime(tmp_path, server)
     try:
         assert_completed_once(second, answers)

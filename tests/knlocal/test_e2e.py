@@ -1,8 +1,8 @@
 """End to end: the local runtime started as `make run` starts it, used as a user would.
 
-One runtime (in-memory broker, SQLite, local profile) serves the whole module, on free loopback
-ports with its own data folder. The last test stops it with Ctrl-C (SIGINT) and checks that no
-process or port is left behind.
+One runtime (in-memory broker, SQLite, local profile) serves the module, on free loopback ports
+with its own data folder (knlocal/process.py). The Ctrl-C test stops a runtime of its own, so the
+tests pass alone and in any order.
 """
 
 import json
@@ -27,17 +27,19 @@ from referencing import Registry, Resource
 
 from functions.catalog import USER_CREATION_REQUESTED
 from functions.ce import encode_binary, new_event
-from tests.knlocal.harness import WAIT_SECONDS, Runtime, start_runtime
+from knlocal.process import DEFAULT_SWITCHES
+from knuser_tools.runtime import PROJECT, KnuserRuntime
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
+#: Bound on every wait, so a broken runtime fails the test instead of hanging it.
+WAIT_SECONDS = 30.0
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    """Start `knlocal run` (what `make run` execs) and wait until it says it is ready."""
-    with start_runtime(tmp_path_factory.mktemp("e2e-data")) as rt:
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnuserRuntime]:
+    """`knlocal run` (what `make run` execs), ready once its admin API answers."""
+    with KnuserRuntime(tmp_path_factory.mktemp("e2e-data"), DEFAULT_SWITCHES) as rt:
         yield rt
 
 
@@ -52,7 +54,7 @@ def _request(
         return exc.code, dict(exc.headers), exc.read()
 
 
-def _create_user(rt: Runtime, name: Any, **headers: str) -> tuple[int, dict[str, str], Any]:
+def _create_user(rt: KnuserRuntime, name: Any, **headers: str) -> tuple[int, dict[str, str], Any]:
     status, response_headers, body = _request(
         f"{rt.ingress}/users",
         "POST",
@@ -62,7 +64,7 @@ def _create_user(rt: Runtime, name: Any, **headers: str) -> tuple[int, dict[str,
     return status, response_headers, json.loads(body)
 
 
-def _wait_finished(rt: Runtime, operation_id: str) -> dict[str, Any]:
+def _wait_finished(rt: KnuserRuntime, operation_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         status, _, body = _request(f"{rt.ingress}/operations/{operation_id}")
@@ -74,13 +76,13 @@ def _wait_finished(rt: Runtime, operation_id: str) -> dict[str, Any]:
     pytest.fail(f"operation {operation_id} still pending after {WAIT_SECONDS} s")
 
 
-def _status(rt: Runtime) -> dict[str, Any]:
+def _status(rt: KnuserRuntime) -> dict[str, Any]:
     _, _, body = _request(f"{rt.admin}/status")
     snapshot: dict[str, Any] = json.loads(body)
     return snapshot
 
 
-def _count(rt: Runtime, service: str) -> int:
+def _count(rt: KnuserRuntime, service: str) -> int:
     path = rt.data_dir / f"{service}.sqlite3"
     if not path.exists():
         return 0
@@ -89,7 +91,7 @@ def _count(rt: Runtime, service: str) -> int:
         return count
 
 
-def test_create_user_completes(runtime: Runtime) -> None:
+def test_create_user_completes(runtime: KnuserRuntime) -> None:
     """POST /users answers 202 with the pending operation; the operation ends completed."""
     status, headers, operation = _create_user(runtime, "Ada Lovelace")
     assert status == 202
@@ -102,7 +104,7 @@ def test_create_user_completes(runtime: Runtime) -> None:
     assert finished["error"] is None
 
 
-def test_rejected_name_ends_failed_with_reason(runtime: Runtime) -> None:
+def test_rejected_name_ends_failed_with_reason(runtime: KnuserRuntime) -> None:
     """A name the approval rules reject ends the operation failed, with a readable reason."""
     status, _, operation = _create_user(runtime, "root")
     assert status == 202
@@ -127,7 +129,7 @@ def test_rejected_name_ends_failed_with_reason(runtime: Runtime) -> None:
     ids=["malformed", "missing", "empty", "blank", "number", "extra", "media-type", "oversized"],
 )
 def test_bad_input_gets_json_4xx_and_stores_nothing(
-    runtime: Runtime, body: bytes, content_type: str, expected_status: int, message_part: str
+    runtime: KnuserRuntime, body: bytes, content_type: str, expected_status: int, message_part: str
 ) -> None:
     """Bad requests get a 4xx JSON error saying what was wrong; no operation is stored."""
     before = _count(runtime, "operations")
@@ -146,7 +148,7 @@ def test_bad_input_gets_json_4xx_and_stores_nothing(
     ids=["unknown-route", "delete-users", "get-users"],
 )
 def test_unknown_route_and_method(
-    runtime: Runtime, method: str, path: str, expected_status: int
+    runtime: KnuserRuntime, method: str, path: str, expected_status: int
 ) -> None:
     """The ingress answers unknown routes 404 and wrong methods 405, as JSON."""
     status, _, raw = _request(f"{runtime.ingress}{path}", method)
@@ -154,14 +156,16 @@ def test_unknown_route_and_method(
     assert "error" in json.loads(raw)
 
 
-def test_unknown_operation_is_404(runtime: Runtime) -> None:
+def test_unknown_operation_is_404(runtime: KnuserRuntime) -> None:
     """Reading an operation that does not exist answers 404 with a JSON error."""
     status, _, raw = _request(f"{runtime.ingress}/operations/{uuid.uuid4()}")
     assert status == 404
     assert "no operation" in json.loads(raw)["error"]
 
 
-def test_admin_fires_a_ping_source_now_and_answers_with_its_sinks_reply(runtime: Runtime) -> None:
+def test_admin_fires_a_ping_source_now_and_answers_with_its_sinks_reply(
+    runtime: KnuserRuntime,
+) -> None:
     """`POST /pingsources/default/operation-sweep`: the sweep's counts come back; a body
     replaces the PingSource's data, and operation-create refuses data it cannot read."""
     status, _, raw = _request(f"{runtime.admin}/pingsources/default/operation-sweep", "POST")
@@ -177,7 +181,7 @@ def test_admin_fires_a_ping_source_now_and_answers_with_its_sinks_reply(runtime:
 
 @pytest.mark.parametrize("service", ["user-create", "user-approve", "operation-create"])
 def test_cluster_local_services_are_not_on_the_public_ingress(
-    runtime: Runtime, service: str
+    runtime: KnuserRuntime, service: str
 ) -> None:
     """A forged event sent to the ingress with a cluster-local Service's Host is refused and
     stores nothing: the Services are `networking.knative.dev/visibility: cluster-local`, and a
@@ -224,7 +228,7 @@ _VALID_BINARY = {
     ids=["not-a-cloudevent", "invalid-event-to-unknown-broker", "unknown-broker", "get"],
 )
 def test_s2_2_broker_ingress_contract(
-    runtime: Runtime,
+    runtime: KnuserRuntime,
     method: str,
     path: str,
     headers: dict[str, str],
@@ -232,12 +236,11 @@ def test_s2_2_broker_ingress_contract(
     expected_status: int,
 ) -> None:
     """The broker ingress answers like Knative's (knative-semantics.md §2.2)."""
-    base = runtime.broker.rsplit("/default/default", 1)[0]
-    status, _, _ = _request(base + path, method, body, headers)
+    status, _, _ = _request(runtime.broker + path, method, body, headers)
     assert status == expected_status
 
 
-def test_duplicate_delivery_changes_nothing(runtime: Runtime) -> None:
+def test_duplicate_delivery_changes_nothing(runtime: KnuserRuntime) -> None:
     """The same creation request delivered twice more creates no second user, changes nothing."""
     _, _, operation = _create_user(runtime, "Grace Hopper", **{"Idempotency-Key": "grace-1"})
     first = _wait_finished(runtime, operation["id"])
@@ -250,7 +253,7 @@ def test_duplicate_delivery_changes_nothing(runtime: Runtime) -> None:
     )
     headers, body = encode_binary(event)
     for _ in range(2):
-        status, _, _ = _request(runtime.broker, "POST", body, headers)
+        status, _, _ = _request(runtime.default_broker, "POST", body, headers)
         assert status == 202
     # The replayed flow runs to its end; give it the time of a few deliveries.
     time.sleep(1.0)
@@ -261,9 +264,9 @@ def test_duplicate_delivery_changes_nothing(runtime: Runtime) -> None:
     assert _count(runtime, "users") == users
 
 
-def test_openapi_document_matches_the_running_ingress(runtime: Runtime) -> None:
+def test_openapi_document_matches_the_running_ingress(runtime: KnuserRuntime) -> None:
     """The OpenAPI document is valid and the ingress's responses match its schemas."""
-    spec = yaml.safe_load((ROOT / "functions" / "openapi.yaml").read_text())
+    spec = yaml.safe_load((PROJECT / "functions" / "openapi.yaml").read_text())
     validate(spec)
     registry: Registry[Any] = Registry().with_resource("openapi", Resource.opaque(spec))
 
@@ -327,12 +330,13 @@ def _listening_addresses(pids: list[int]) -> set[str]:
     return addresses
 
 
-def test_services_scale_from_zero_and_back_to_zero(runtime: Runtime) -> None:
+def test_services_scale_from_zero_and_back_to_zero(runtime: KnuserRuntime) -> None:
     """Services start on demand, stop after the idle period, and serve the next request again."""
     _, _, operation = _create_user(runtime, "Dorothy Vaughan")
     assert _wait_finished(runtime, operation["id"])["status"] == "completed"
     assert _status(runtime)["services"]["user-approve"]["cold_starts"] >= 1
     # Nothing listens beyond loopback: the runtime and every instance bind 127.0.0.1.
+    assert runtime.process is not None
     pids = [runtime.process.pid, *_processes_with_data_dir(runtime.data_dir)]
     addresses = _listening_addresses(pids)
     assert addresses, "found no listening socket at all"
@@ -357,8 +361,14 @@ def test_services_scale_from_zero_and_back_to_zero(runtime: Runtime) -> None:
     assert _status(runtime)["services"]["user-approve"]["cold_starts"] == cold_before + 1
 
 
-def test_ctrl_c_stops_everything(runtime: Runtime) -> None:
-    """SIGINT stops the runtime cleanly: exit 0, no process left, every port free."""
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """SIGINT stops the runtime cleanly, instances running: exit 0, no process left, every port
+    free."""
+    runtime = KnuserRuntime(tmp_path / "data", DEFAULT_SWITCHES)
+    runtime.start()
+    _, _, operation = _create_user(runtime, "Ada Lovelace")
+    assert _wait_finished(runtime, operation["id"])["status"] == "completed"
+    assert runtime.process is not None
     runtime.process.send_signal(signal.SIGINT)
     try:
         code = runtime.process.wait(timeout=WAIT_SECONDS)

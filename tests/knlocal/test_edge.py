@@ -100,3 +100,26 @@ def test_a_refused_request_is_logged_as_one_warning_line(caplog: pytest.LogCaptu
     assert record.levelname == "WARNING"
     assert record.exc_info is None
     assert record.getMessage() == "Error handling request from 127.0.0.1: 400 Invalid header"
+
+
+def test_a_client_that_hangs_up_mid_body_is_one_warning_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found with the e2e tests run in reverse order: it was an ERROR with a traceback."""
+
+    async def run() -> None:
+        async with TestServer(_app()) as server:
+            _, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(100):
+                if caplog.records:
+                    break
+                await asyncio.sleep(0.02)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(run())
+    messages = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records]
+    assert messages == [("WARNING", "client of POST /echo hung up before its body arrived", None)]

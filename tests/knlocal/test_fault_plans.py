@@ -2,51 +2,58 @@
 
 The whole runtime runs as `make run FAULTS=plan.yaml` runs it (`knlocal run`, SQLite stores) on
 its own loopback ports and data folder, with one fault kind in its plan on every Trigger (or on
-the Broker's ingress). What the product claims, checked from the stores by `knlocal burst`'s own
-:func:`~knlocal.burst.check_stores` and again here by counting user rows:
+the Broker's ingress), on BROKER=inmemory, kafka, rabbitmq and nats: the shared servers
+(`make kafka rabbitmq nats`; a missing one skips its cases, and fails them when `CI=true`).
+What the product claims, checked from the stores by `knlocal burst`'s own
+:func:`~knuser_tools.burst.check_stores` and again here by counting user rows:
 
 - every `POST /users` that got 202 ends final (none lost, none stranded pending);
 - at-least-once never means twice in effect: one user per completed operation;
-- a fault the retries absorb fails no operation; only a refused reply (the Broker's ingress
-  answering 503 to every try) may fail one, and then it has no user that was decided.
+- a fault the retries absorb fails no operation.
 
-The Kafka backend runs on a Kafka of this module's own (tools/kafka.sh on free ports): the
-runtime's topic and consumer groups are the manifests' fixed names, which another runtime on the
-shared Kafka would consume from too. Topics and groups are deleted between runtimes.
+On a shared server, the manifests' fixed names (topic knative-broker-default-default, exchange
+b.default.default, stream KN_DEFAULT__DEFAULT-KNE-TRIGGER, the Triggers' groups and queues)
+would be consumed by any other runtime there too: each case runs on a copy of the manifests
+whose Broker and Triggers carry a suffix of its own, and deletes what it created afterwards.
 
-Bounded: 10 users per burst at 10/s, seeded plans, every wait capped at 30 s.
+`rebalance` is the Kafka backend's own (a consumer group rebalance, knative-semantics.md §3.1):
+its case checks the records were delivered again, counted, and still one user per operation.
+
+Bounded: 20 users per burst at 10/s, seeded plans, every wait capped at 60 s.
 """
 
-import concurrent.futures
-import json
-import sqlite3
-import string
-import time
-from collections.abc import Iterator
-from contextlib import closing
+import shutil
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from knlocal.burst import check_stores
-from knlocal.eventing.classes import KAFKA_BROKER
-from tests.knlocal.eventing.backends.kafka_server import (
-    PrivateKafka,
-    RuntimeProcess,
-    drop,
+from knlocal.apis.eventing import Broker
+from knlocal.eventing.backends.kafka import topic_name
+from knlocal.eventing.backends.nats import stream_name
+from knlocal.eventing.backends.rabbitmq import exchange_name
+from knlocal.eventing.classes import KAFKA_BROKER, RABBITMQ_BROKER
+from knuser_tools.burst import check_stores
+from knuser_tools.runtime import KnuserRuntime
+from tests.flows import post_users, users_by_operation, wait_final
+from tests.servers import (
+    ROOT,
+    drop_kafka,
+    drop_nats,
+    drop_rabbitmq,
     require_kafka,
+    require_nats,
+    require_rabbitmq,
 )
 
-BURST = 10
+BURST = 20
 PER_SECOND = 10.0
-FINISH_SECONDS = 30.0
-TRIGGERS = (
-    "default/user-create",
-    "default/user-approve",
-    "default/user-create-response",
-    "default/operation-update",
-)
+FINISH_SECONDS = 60.0
+NAMESPACE = "default"
+TRIGGERS = ("user-create", "user-approve", "user-create-response", "operation-update")
 
 #: One rule per plan, on every Trigger (or on the Broker), hitting many deliveries; every
 #: plan is seeded. Retries (5, exponential from 0.2 s) absorb each trigger fault.
@@ -57,105 +64,117 @@ TRIGGER_RULES = {
     "reorder": "{kind: reorder, probability: 0.5, window: 3, delay: 0.3}",
     "fail": "{kind: fail, status: 503, probability: 0.25}",
     "slow_reply": "{kind: slow_reply, probability: 0.5, delay: 0.2}",
+    "rebalance": "{kind: rebalance, every: 4}",
 }
 BROKER_RULES = {
     "broker-duplicate": "{kind: duplicate, probability: 0.5, delay: 0.05}",
     "broker-delay": "{kind: delay, probability: 0.5, delay: [0.05, 0.3]}",
     "broker-fail": "{kind: fail, status: 503, probability: 0.2}",
 }
+#: Fault kinds a backend cannot have: only a Kafka consumer group rebalances.
+ONLY_ON = {"rebalance": "kafka"}
+BACKENDS = ("inmemory", "kafka", "rabbitmq", "nats")
+REQUIRE: dict[str, Callable[[], object]] = {
+    "kafka": require_kafka,
+    "rabbitmq": require_rabbitmq,
+    "nats": require_nats,
+}
 
 
-def plan_text(fault: str) -> str:
+def plan_text(fault: str, suffix: str) -> str:
     if fault in TRIGGER_RULES:
-        rules = "".join(f"  {t}: [{TRIGGER_RULES[fault]}]\n" for t in TRIGGERS)
+        rules = "".join(f"  {NAMESPACE}/{t}-{suffix}: [{TRIGGER_RULES[fault]}]\n" for t in TRIGGERS)
         return f"seed: 14\ntriggers:\n{rules}"
-    return f"seed: 14\nbrokers:\n  default/default: [{BROKER_RULES[fault]}]\n"
+    return f"seed: 14\nbrokers:\n  {NAMESPACE}/faults-{suffix}: [{BROKER_RULES[fault]}]\n"
 
 
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKafka]:
-    require_kafka()  # the shared one runs: Java and Kafka's jars are there to start another
-    private = PrivateKafka(tmp_path_factory.mktemp("kafka-data"))
-    private.start()
-    try:
-        yield private
-    finally:
-        private.stop()
+def isolated_manifests(folder: Path, suffix: str) -> Path:
+    """A copy of the manifests whose Broker is `faults-<suffix>` and Triggers `<name>-<suffix>`.
+
+    Only names change: the Services, filters, deliveries and ConfigMaps are the project's.
+    """
+    for part in ("knative", "sources", "brokers"):
+        shutil.copytree(ROOT / part, folder / part)
+    shutil.copy(ROOT / "pyproject.toml", folder)  # [tool.knlocal]: what the Services run
+    (folder / "triggers").mkdir()
+    broker = f"faults-{suffix}"
+    for path in [*(folder / "brokers").glob("*/*.yaml"), folder / "knative" / "sinkbinding.yaml"]:
+        docs = list(yaml.safe_load_all(path.read_text()))
+        for doc in docs:
+            if doc["kind"] == "Broker":
+                doc["metadata"]["name"] = broker
+            elif doc["kind"] == "SinkBinding":
+                doc["spec"]["sink"]["ref"]["name"] = broker
+        path.write_text(yaml.safe_dump_all(docs))
+    for path in (ROOT / "triggers").glob("*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        doc["metadata"]["name"] = f"{doc['metadata']['name']}-{suffix}"
+        doc["spec"]["broker"] = broker
+        (folder / "triggers" / path.name).write_text(yaml.safe_dump(doc))
+    return folder
 
 
-def backend_env(request: pytest.FixtureRequest, backend: str) -> dict[str, str]:
+def forget_server_state(backend: str, env: dict[str, str], suffix: str) -> None:
+    """Delete what the case's Broker and Triggers created on the shared server."""
+    broker = Broker(f"faults-{suffix}", NAMESPACE, KAFKA_BROKER, None, None)
+    triggers = [f"{t}-{suffix}" for t in TRIGGERS]
+    if backend == "kafka":
+        groups = [KAFKA_BROKER.consumer_group(NAMESPACE, t) for t in triggers]
+        drop_kafka(env["KAFKA_BOOTSTRAP_SERVERS"], [topic_name(broker)], groups)
+    elif backend == "rabbitmq":
+        queues = [RABBITMQ_BROKER.consumer_group(NAMESPACE, t) for t in triggers]
+        drop_rabbitmq(env["RABBITMQ_URL"], [exchange_name(broker)], queues)
+    elif backend == "nats":
+        drop_nats(env["NATS_URL"], [stream_name(broker)])
+
+
+def backend_env(backend: str) -> dict[str, str]:
     if backend == "inmemory":
         return {"BROKER": "inmemory"}
-    servers = request.getfixturevalue("kafka").servers
-    return {"BROKER": "kafka", "KAFKA_BOOTSTRAP_SERVERS": servers}
+    settings: Any = REQUIRE[backend]()
+    return {
+        "BROKER": backend,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "RABBITMQ_URL": settings.rabbitmq_url,
+        "NATS_URL": settings.nats_url,
+    }
 
 
-def forget_kafka_state(servers: str) -> None:
-    """Delete the Broker's topic and the Triggers' groups, so the next runtime starts afresh."""
-    groups = [KAFKA_BROKER.consumer_group(*trigger.split("/")) for trigger in TRIGGERS]
-    drop(servers, ["knative-broker-default-default"], groups)
+CASES = [
+    pytest.param(backend, fault, marks=[pytest.mark.kafka] if backend == "kafka" else [])
+    for backend in BACKENDS
+    for fault in [*TRIGGER_RULES, *BROKER_RULES]
+    if ONLY_ON.get(fault, backend) == backend
+]
 
 
-def name(index: int) -> str:
-    """A name the approval rules accept (letters only), distinct per index."""
-    return f"Fault {string.ascii_lowercase[index % 26]}{string.ascii_lowercase[index // 26]}"
-
-
-def burst(runtime: RuntimeProcess) -> list[tuple[int, Any]]:
-    """POST BURST users at PER_SECOND; return each POST's status and answer."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        started = time.monotonic()
-        futures = []
-        for index in range(BURST):
-            time.sleep(max(0.0, started + index / PER_SECOND - time.monotonic()))
-            futures.append(pool.submit(runtime.create_user, name(index)))
-        return [future.result() for future in futures]
-
-
-def wait_final(runtime: RuntimeProcess, operation_ids: list[str]) -> dict[str, Any]:
-    """Each operation once it is final; whatever is still pending after FINISH_SECONDS is not."""
-    deadline = time.monotonic() + FINISH_SECONDS
-    final: dict[str, Any] = {}
-    while len(final) < len(operation_ids) and time.monotonic() < deadline:
-        for operation_id in set(operation_ids) - set(final):
-            operation = runtime.operation(operation_id)
-            if operation["status"] != "pending":
-                final[operation_id] = operation
-        time.sleep(0.2)
-    return final
-
-
-def user_rows(data_dir: Path) -> dict[str, int]:
-    with closing(sqlite3.connect(data_dir / "users.sqlite3")) as db:
-        rows = db.execute("SELECT body FROM records").fetchall()
-    counts: dict[str, int] = {}
-    for (body,) in rows:
-        operation_id = json.loads(body)["operationId"]
-        counts[operation_id] = counts.get(operation_id, 0) + 1
-    return counts
-
-
-@pytest.mark.parametrize("fault", [*TRIGGER_RULES, *BROKER_RULES])
-@pytest.mark.parametrize("backend", ["inmemory", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.mark.parametrize(("backend", "fault"), CASES)
 def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
-    request: pytest.FixtureRequest, tmp_path: Path, backend: str, fault: str
+    tmp_path: Path, backend: str, fault: str
 ) -> None:
+    suffix = uuid.uuid4().hex[:8]
     plan = tmp_path / "faults.yaml"
-    plan.write_text(plan_text(fault))
-    env = {**backend_env(request, backend), "STORE": "sqlite", "FAULTS": str(plan)}
-    runtime = RuntimeProcess(tmp_path / "data", env)
-    runtime.start()
+    plan.write_text(plan_text(fault, suffix))
+    env = {
+        **backend_env(backend),
+        "STORE": "sqlite",
+        "FAULTS": str(plan),
+        "MANIFESTS": str(isolated_manifests(tmp_path / "manifests", suffix)),
+    }
+    runtime = KnuserRuntime(tmp_path / "data", env)
     try:
-        answers = burst(runtime)
+        runtime.start()
+        answers = post_users(runtime, BURST, PER_SECOND)
         accepted = [body["id"] for status, body in answers if status == 202]
-        final = wait_final(runtime, accepted)
+        final = wait_final(runtime, accepted, FINISH_SECONDS)
         injected = runtime.status()["faults"]
     finally:
         runtime.stop()
-        if backend == "kafka":
-            forget_kafka_state(env["KAFKA_BOOTSTRAP_SERVERS"])
+        forget_server_state(backend, env, suffix)
     kind = fault.removeprefix("broker-")
     assert sum(kinds.get(kind, 0) for kinds in injected.values()) > 0, injected
+    if kind == "rebalance":  # the records since the last commit did come again
+        assert sum(kinds.get("redelivered", 0) for kinds in injected.values()) > 0, injected
     # functions/sink.py retries the ingress's 503; only if every try is refused does the
     # POST answer 503 (and the operation, failed, is the client's to retry).
     allowed = {202, 503} if fault == "broker-fail" else {202}
@@ -164,6 +183,6 @@ def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
     assert verdict["ok"], verdict
     failed = {i: op for i, op in final.items() if op["status"] == "failed"}
     assert not failed, failed  # 5 retries (of 20 % each) absorb even the ingress's 503s
-    users = user_rows(runtime.data_dir)
+    users = users_by_operation(runtime.data_dir)
     completed = [i for i in accepted if final[i]["status"] == "completed"]
     assert {i: users.get(i) for i in completed} == dict.fromkeys(completed, 1)

@@ -12,25 +12,18 @@ ports), because the tests kill it. What a user relies on:
 Bounded: 50 users per burst, one Kafka kill, at most 3 instance kills, every wait capped.
 """
 
-import concurrent.futures
-import json
 import os
 import signal
-import sqlite3
-import string
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.knlocal.eventing.backends.kafka_server import (
-    PrivateKafka,
-    RuntimeProcess,
-    require_kafka,
-)
+from knuser_tools.runtime import KnuserRuntime
+from tests.flows import post_users, users_by_operation, wait_final
+from tests.servers import PrivateServer
 
 pytestmark = pytest.mark.kafka
 
@@ -45,78 +38,18 @@ FINISH_SECONDS = 120.0
 
 @pytest.fixture(scope="module")
 def runtime(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[RuntimeProcess, PrivateKafka]]:
+    tmp_path_factory: pytest.TempPathFactory, private_kafka: PrivateServer
+) -> Iterator[tuple[KnuserRuntime, PrivateServer]]:
     """A runtime on BROKER=kafka and the private Kafka it uses."""
-    require_kafka()  # the shared one runs: Java and Kafka's jars are there to start another
-    kafka = PrivateKafka(tmp_path_factory.mktemp("kafka-data"))
-    kafka.start()
-    runtime = RuntimeProcess(
+    runtime = KnuserRuntime(
         tmp_path_factory.mktemp("runtime-data"),
-        {"BROKER": "kafka", "STORE": "sqlite", "KAFKA_BOOTSTRAP_SERVERS": kafka.servers},
+        {"BROKER": "kafka", "STORE": "sqlite", "KAFKA_BOOTSTRAP_SERVERS": private_kafka.url},
     )
-    try:
-        runtime.start()
-        yield runtime, kafka
-    finally:
-        runtime.stop()
-        kafka.stop()
+    with runtime:
+        yield runtime, private_kafka
 
 
-def name(index: int) -> str:
-    """A name the approval rules accept (letters only), distinct per index."""
-    letters = string.ascii_lowercase
-    return f"Fault {letters[index // 26 % 26]}{letters[index % 26]}"
-
-
-def burst(
-    runtime: RuntimeProcess, during: Callable[[], None] | None = None, after: int = 0
-) -> list[tuple[int, Any]]:
-    """POST BURST users at PER_SECOND from a few threads; run `during()` after `after` POSTs.
-
-    :return: each POST's status and answer, in sending order.
-    """
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        started = time.monotonic()
-        futures = []
-        for index in range(BURST):
-            if during is not None and index == after:
-                pool.submit(during)
-            time.sleep(max(0.0, started + index / PER_SECOND - time.monotonic()))
-            futures.append(pool.submit(runtime.create_user, name(index)))
-        return [future.result() for future in futures]
-
-
-def wait_finished(runtime: RuntimeProcess, operation_ids: list[str]) -> dict[str, Any]:
-    """Wait until no operation is pending (bounded); return each operation."""
-    deadline = time.monotonic() + FINISH_SECONDS
-    finished: dict[str, Any] = {}
-    while len(finished) < len(operation_ids) and time.monotonic() < deadline:
-        for operation_id in operation_ids:
-            if operation_id not in finished:
-                operation = runtime.operation(operation_id)
-                if operation["status"] != "pending":
-                    finished[operation_id] = operation
-        # What the PingSource does every 5 minutes: re-send the events that never got to Kafka.
-        runtime.sweep()
-        time.sleep(1.0)
-    pending = sorted(set(operation_ids) - set(finished))
-    assert not pending, f"{len(pending)} operations still pending after {FINISH_SECONDS} s"
-    return finished
-
-
-def users_by_operation(data_dir: Path) -> dict[str, int]:
-    """How many user rows each operation has, read from the users' SQLite file."""
-    with sqlite3.connect(data_dir / "users.sqlite3") as db:
-        rows = db.execute("SELECT body FROM records").fetchall()
-    counts: dict[str, int] = {}
-    for (body,) in rows:
-        operation_id = json.loads(body)["operationId"]
-        counts[operation_id] = counts.get(operation_id, 0) + 1
-    return counts
-
-
-def assert_completed_once(runtime: RuntimeProcess, answers: list[tuple[int, Any]]) -> None:
+def assert_completed_once(runtime: KnuserRuntime, answers: list[tuple[int, Any]]) -> None:
     """Every accepted operation completed, with exactly one user; report what was refused."""
     accepted = [body["id"] for status, body in answers if status == 202]
     refused = [(status, body) for status, body in answers if status != 202]
@@ -125,7 +58,9 @@ def assert_completed_once(runtime: RuntimeProcess, answers: list[tuple[int, Any]
     assert all(status == 503 for status, _ in refused), refused
     # Those sent before the fault all got in; those during it either got in or got a 503.
     assert len(accepted) >= FAULT_AFTER, f"only {len(accepted)} of {BURST} accepted: {refused}"
-    finished = wait_finished(runtime, accepted)
+    finished = wait_final(runtime, accepted, FINISH_SECONDS, sweep=True)
+    pending = sorted(set(accepted) - set(finished))
+    assert not pending, f"{len(pending)} operations still pending after {FINISH_SECONDS} s"
     assert {op["status"] for op in finished.values()} == {"completed"}, [
         op for op in finished.values() if op["status"] != "completed"
     ]
@@ -136,7 +71,7 @@ def assert_completed_once(runtime: RuntimeProcess, answers: list[tuple[int, Any]
 
 
 def test_kafka_killed_and_restarted_mid_burst_loses_no_accepted_operation(
-    runtime: tuple[RuntimeProcess, PrivateKafka],
+    runtime: tuple[KnuserRuntime, PrivateServer],
 ) -> None:
     """kill -9 Kafka after 10 of 50 POSTs and start it again: every 202 ends completed, once."""
     process, kafka = runtime
@@ -145,11 +80,11 @@ def test_kafka_killed_and_restarted_mid_burst_loses_no_accepted_operation(
         kafka.kill()
         kafka.start()
 
-    answers = burst(process, during=crash_and_restart, after=FAULT_AFTER)
+    answers = post_users(process, BURST, PER_SECOND, crash_and_restart, FAULT_AFTER)
     assert_completed_once(process, answers)
 
 
-def kill_busy_instance(runtime: RuntimeProcess, service: str, killed: list[int]) -> None:
+def kill_busy_instance(runtime: KnuserRuntime, service: str, killed: list[int]) -> None:
     """Wait (bounded) until `service` serves a request, then kill -9 its instance's group."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -162,7 +97,7 @@ def kill_busy_instance(runtime: RuntimeProcess, service: str, killed: list[int])
 
 
 def test_function_instance_killed_mid_delivery_is_redelivered(
-    runtime: tuple[RuntimeProcess, PrivateKafka],
+    runtime: tuple[KnuserRuntime, PrivateServer],
 ) -> None:
     """kill -9 user-create's instance while it serves a delivery: retried, and completed."""
     process, _ = runtime
@@ -170,11 +105,8 @@ def test_function_instance_killed_mid_delivery_is_redelivered(
     for _attempt in range(3):
         retried_before = process.status()["triggers"][trigger]["retried"]
         killed: list[int] = []
-        answers = burst(
-            process,
-            during=partial(kill_busy_instance, process, "user-create", killed),
-            after=FAULT_AFTER,
-        )
+        kill = partial(kill_busy_instance, process, "user-create", killed)
+        answers = post_users(process, BURST, PER_SECOND, kill, FAULT_AFTER)
         assert killed, "user-create never had a delivery in flight to kill"
         assert_completed_once(process, answers)
         if process.status()["triggers"][trigger]["retried"] > retried_before:

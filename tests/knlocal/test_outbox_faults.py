@@ -12,22 +12,18 @@ operation is pending. It then reads both services' SQLite files and asserts, per
 - stranded: 0 — no operation left pending;
 - wrongly failed: 0 — no operation `failed` whose user exists (none fails at all here).
 
-Kafka runs as a private instance (tools/kafka.sh on free ports), since a test kills it; the
+Kafka runs as a private instance (tests/conftest.py's `private_kafka`), since a test kills it; the
 shared Kafka is never touched. Bounded: 30 users per burst, every wait capped.
 """
 
 import concurrent.futures
 import json
-import signal
-import sqlite3
-import string
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,12 +31,10 @@ from typing import Any
 
 import pytest
 
-from tests.knlocal.eventing.backends.kafka_server import (
-    PrivateKafka,
-    RuntimeProcess,
-    require_kafka,
-)
+from knuser_tools.runtime import KnuserRuntime
+from tests.flows import name, records
 from tests.knlocal.test_kafka_faults import kill_busy_instance
+from tests.servers import PrivateServer
 
 pytestmark = pytest.mark.e2e
 
@@ -79,13 +73,7 @@ class Outcome:
         )
 
 
-def name(index: int) -> str:
-    """A name the approval rules accept (letters only), distinct per index."""
-    letters = string.ascii_lowercase
-    return f"Outbox {letters[index // 26 % 26]}{letters[index % 26]}"
-
-
-def post_user(runtime: RuntimeProcess, key: str, user: str) -> tuple[int, Any]:
+def post_user(runtime: KnuserRuntime, key: str, user: str) -> tuple[int, Any]:
     """One `POST /users` with an Idempotency-Key; a connection error is status 0."""
     request = urllib.request.Request(
         f"{runtime.ingress}/users",
@@ -102,7 +90,7 @@ def post_user(runtime: RuntimeProcess, key: str, user: str) -> tuple[int, Any]:
         return 0, str(exc)
 
 
-def create_with_retries(runtime: RuntimeProcess, key: str, user: str) -> str | None:
+def create_with_retries(runtime: KnuserRuntime, key: str, user: str) -> str | None:
     """The README's rule: retry with the same key until 202 (bounded); the operation id or None."""
     deadline = time.monotonic() + CLIENT_RETRY_SECONDS
     while True:
@@ -117,7 +105,7 @@ def create_with_retries(runtime: RuntimeProcess, key: str, user: str) -> str | N
 
 
 def burst(
-    runtime: RuntimeProcess, during: Callable[[], None] | None = None
+    runtime: KnuserRuntime, during: Callable[[], None] | None = None
 ) -> dict[str, str | None]:
     """POST BURST users at PER_SECOND; run `during()` after FAULT_AFTER POSTs.
 
@@ -132,24 +120,15 @@ def burst(
             if during is not None and index == FAULT_AFTER:
                 fault = pool.submit(during)
             time.sleep(max(0.0, started + index / PER_SECOND - time.monotonic()))
-            futures[name(index)] = pool.submit(
-                create_with_retries, runtime, f"{prefix}-{index}", name(index)
+            futures[name(index, "Outbox")] = pool.submit(
+                create_with_retries, runtime, f"{prefix}-{index}", name(index, "Outbox")
             )
         if fault is not None:
             fault.result()
         return {user: future.result() for user, future in futures.items()}
 
 
-def records(data_dir: Path, service: str) -> list[dict[str, Any]]:
-    """Every record of a service's SQLite file, read behind the runtime's back."""
-    path = data_dir / f"{service}.sqlite3"
-    if not path.exists():
-        return []
-    with closing(sqlite3.connect(path)) as db:
-        return [json.loads(body) for (body,) in db.execute("SELECT body FROM records")]
-
-
-def settle(runtime: RuntimeProcess, operation_ids: set[str]) -> int:
+def settle(runtime: KnuserRuntime, operation_ids: set[str]) -> int:
     """Sweep every 1.5 s until none of `operation_ids` is pending (bounded by SETTLE_SECONDS).
 
     :return: how many events the sweeps published again.
@@ -169,7 +148,7 @@ def settle(runtime: RuntimeProcess, operation_ids: set[str]) -> int:
     return redriven
 
 
-def outcome(runtime: RuntimeProcess, accepted: dict[str, str | None], fault: str) -> Outcome:
+def outcome(runtime: KnuserRuntime, accepted: dict[str, str | None], fault: str) -> Outcome:
     """Settle, count lost, duplicate, stranded and wrongly failed operations from both stores,
     and print the fault table's row."""
     ids = {op_id for op_id in accepted.values() if op_id is not None}
@@ -198,7 +177,7 @@ def outcome(runtime: RuntimeProcess, accepted: dict[str, str | None], fault: str
 
 
 def assert_nothing_lost(
-    fault: str, runtime: RuntimeProcess, accepted: dict[str, str | None]
+    fault: str, runtime: KnuserRuntime, accepted: dict[str, str | None]
 ) -> None:
     never = sorted(user for user, op_id in accepted.items() if op_id is None)
     assert not never, f"{len(never)} users never accepted within {CLIENT_RETRY_SECONDS} s: {never}"
@@ -206,27 +185,15 @@ def assert_nothing_lost(
     assert result == Outcome(BURST, 0, 0, 0, 0), result
 
 
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateKafka]:
-    """A Kafka of this module's own: a test kills it."""
-    require_kafka()  # the shared one runs: Java and Kafka's jars are there to start another
-    private = PrivateKafka(tmp_path_factory.mktemp("kafka-data"))
-    private.start()
-    try:
-        yield private
-    finally:
-        private.stop()
-
-
-def runtime_on(data_dir: Path, broker: str, kafka: PrivateKafka | None = None) -> RuntimeProcess:
+def runtime_on(data_dir: Path, broker: str, kafka: PrivateServer | None = None) -> KnuserRuntime:
     env = {"BROKER": broker, "STORE": "sqlite"}
     if kafka is not None:
-        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.servers
-    return RuntimeProcess(data_dir, env)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.url
+    return KnuserRuntime(data_dir, env)
 
 
 @pytest.fixture
-def inmemory(tmp_path: Path) -> Iterator[RuntimeProcess]:
+def inmemory(tmp_path: Path) -> Iterator[KnuserRuntime]:
     runtime = runtime_on(tmp_path, "inmemory")
     runtime.start()
     yield runtime
@@ -234,14 +201,14 @@ def inmemory(tmp_path: Path) -> Iterator[RuntimeProcess]:
 
 
 @pytest.fixture
-def on_kafka(tmp_path: Path, kafka: PrivateKafka) -> Iterator[RuntimeProcess]:
-    runtime = runtime_on(tmp_path, "kafka", kafka)
+def on_kafka(tmp_path: Path, private_kafka: PrivateServer) -> Iterator[KnuserRuntime]:
+    runtime = runtime_on(tmp_path, "kafka", private_kafka)
     runtime.start()
     yield runtime
     runtime.stop()
 
 
-def kill_and_restart(runtime: RuntimeProcess) -> None:
+def kill_and_restart(runtime: KnuserRuntime) -> None:
     """SIGKILL the runtime (its instances die with it) and start it again on the same ports,
     RUNTIME_KILLS times, a second apart."""
     for _ in range(RUNTIME_KILLS):
@@ -253,21 +220,19 @@ def kill_and_restart(runtime: RuntimeProcess) -> None:
             if any(s["in_flight"] for s in services):
                 break
             time.sleep(0.005)
-        runtime.process.send_signal(signal.SIGKILL)
-        runtime.process.wait(timeout=10)
-        runtime.log.rename(runtime.log.with_suffix(f".{time.monotonic_ns()}.log"))
+        runtime.kill()
         runtime.start()
         time.sleep(1.0)
 
 
 @pytest.mark.kafka
-def test_kafka_down_mid_burst(on_kafka: RuntimeProcess, kafka: PrivateKafka) -> None:
+def test_kafka_down_mid_burst(on_kafka: KnuserRuntime, private_kafka: PrivateServer) -> None:
     """kill -9 Kafka after 8 of 30 POSTs, keep it down 10 s, start it: 202s, then all complete."""
 
     def outage() -> None:
-        kafka.kill()
+        private_kafka.kill()
         time.sleep(KAFKA_OUTAGE_SECONDS)
-        kafka.start()
+        private_kafka.start()
 
     assert_nothing_lost("Kafka down 10 s mid-burst", on_kafka, burst(on_kafka, outage))
 
@@ -278,7 +243,7 @@ def test_runtime_killed_mid_burst_and_restarted(
 ) -> None:
     """SIGKILL the runtime 3 times from the 8th of 30 POSTs, restarting it each time: the events
     it had queued are delivered again or re-driven by the sweep."""
-    kafka = request.getfixturevalue("kafka") if broker == "kafka" else None
+    kafka = request.getfixturevalue("private_kafka") if broker == "kafka" else None
     runtime = runtime_on(tmp_path, broker, kafka)
     runtime.start()
     try:
@@ -290,7 +255,7 @@ def test_runtime_killed_mid_burst_and_restarted(
         runtime.stop()
 
 
-def test_function_instance_killed_mid_burst(inmemory: RuntimeProcess) -> None:
+def test_function_instance_killed_mid_burst(inmemory: KnuserRuntime) -> None:
     """kill -9 user-create's busy instance (in-memory broker): retried or re-driven, once."""
     killed: list[int] = []
     accepted = burst(inmemory, partial(kill_busy_instance, inmemory, "user-create", killed))
@@ -298,7 +263,7 @@ def test_function_instance_killed_mid_burst(inmemory: RuntimeProcess) -> None:
     assert_nothing_lost("function instance SIGKILLed (inmemory)", inmemory, accepted)
 
 
-def test_same_key_posted_concurrently(inmemory: RuntimeProcess) -> None:
+def test_same_key_posted_concurrently(inmemory: KnuserRuntime) -> None:
     """16 clients POST one key at once: one operation, one user; another body with it is 422."""
     key = f"same-{uuid.uuid4().hex}"
     start = threading.Barrier(16)

@@ -120,7 +120,7 @@ def test_render_is_the_status_table_look() -> None:
     assert lines[1] == ""
     assert lines[2].split() == list(HEADER)
     assert len(lines) == 3 + len(table)
-    # Aligned columns, two spaces apart, as knlocal.cli._table lays out `knlocal status`.
+    # Aligned columns, two spaces apart, as knlocal.tables.table lays out `knlocal status`.
     column = lines[2].index("READY")
     for line, row in zip(lines[3:], table, strict=True):
         assert line.split()[:2] == [row.service, row.revision]

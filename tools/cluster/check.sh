@@ -26,6 +26,9 @@ Then, for every broker overlay (deploy/overlays/*), it checks the whole `make ma
   4. every Knative Service, Revision and Route becomes Ready with the default image, and every
      Service is cluster-local (its URL is <name>.<namespace>.svc.cluster.local);
   5. `knlocal watch --once` shows the revisions from the real API server;
+  6. tracing (make deploy-tracing, make deploy TRACING=otlp): Knative's config webhooks deny bad
+     config-observability values and accept deploy/tracing.sh's; every revision's queue-proxy and
+     function then trace to the same endpoint, and make undeploy-tracing restores the install;
 and, first, a negative control: a Service Knative must reject is rejected (the webhooks are live).
 Every process is stopped and the namespace unmounted at the end, pass or fail.
 
@@ -395,6 +398,109 @@ if out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" "$PY" -m pytest -q -p no:cach
 else
   problem "knlocal watch against the real API server (tests/knlocal/watch_on_cluster.py)" "$out"
 fi
+
+# --- Tracing (docs/cluster.md, "Tracing"): make deploy-tracing and make deploy TRACING=otlp ----
+# Knative's config webhooks judge config-observability (knative.dev/pkg observability/tracing/
+# config.go, Validate): bad values are denied, deploy/tracing.sh's are accepted; then the Serving
+# controller must copy them into every revision's queue-proxy, the TRACING=otlp bundle must be
+# Ready with the same endpoint in every function, and removing both must restore the install.
+# tracing_denials: Knative's config webhooks deny bad tracing values, in both namespaces.
+tracing_denials() {
+  local ns bad out denials=(
+    'unsupported protocol|{"data":{"tracing-protocol":"zipkin","tracing-endpoint":"http://zipkin.observability:9411/api/v2/spans"}}'
+    'less than or equal to one|{"data":{"tracing-protocol":"http/protobuf","tracing-endpoint":"http://c.observability:4318/v1/traces","tracing-sampling-rate":"1.5"}}'
+    'endpoint should be set|{"data":{"tracing-protocol":"grpc"}}')
+  for ns in knative-serving knative-eventing; do
+    for bad in "${denials[@]}"; do
+      if out=$(k patch configmap config-observability -n "$ns" --type=merge --dry-run=server -p "${bad#*|}" 2>&1); then
+        problem "tracing: $ns's webhook accepted a bad config-observability" "${bad#*|}"
+      elif grep -q "${bad%%|*}" <<<"$out"; then
+        say "tracing negative control: $ns denies ${bad#*|}:"
+        printf '%s\n' "$out" | sed 's/^/        | /'
+      else
+        problem "tracing: $ns denied ${bad#*|} for another reason than '${bad%%|*}'" "$out"
+      fi
+    done
+  done
+}
+# (One story in order, apply, check, remove: ~70 lines, the denials apart.)
+check_tracing() {
+  local broker out before after logs_from
+  broker=$(tail -n 1 <<<"$overlays")  # the overlay applied last: its Services are on the cluster
+  tracing_denials
+  # Not deploy/tracing/otlp.env's values, given the way a user overrides them for both steps:
+  # a default leaking into either step fails below.
+  local endpoint=http://otel-collector.cluster-check.svc.cluster.local:4318 rate=0.5
+  before=$(for ns in knative-serving knative-eventing; do k get configmap config-observability -n "$ns" -o jsonpath='{.data}'; echo; done)
+  logs_from=$(cat "$W/serving-controller.log" "$W/serving-autoscaler.log" | wc -l)
+  # The install's own Deployments of the components deploy/tracing.sh restarts (their pods never
+  # run here: no kubelet), so that the restart is checked too; only the Deployments, not their
+  # Services (activator-service is this cluster's stand-in above).
+  cat_yaml "$S"/serving/config/core/deployments/activator.yaml \
+    "$S"/eventing/config/brokers/mt-channel-broker/deployments/broker-{ingress,filter}.yaml \
+    "$S"/eventing/config/channels/in-memory-channel/deployments/dispatcher.yaml | "$PY" -c \
+    'import sys, yaml; yaml.safe_dump_all([d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "Deployment"], sys.stdout)' \
+    >"$W/data-plane.yaml"
+  k apply -f "$W/data-plane.yaml" >/dev/null
+  if out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" OTLP_ENDPOINT="$endpoint" TRACING_SAMPLING_RATE="$rate" \
+    bash deploy/tracing.sh apply 2>&1); then
+    check_output "tracing: make deploy-tracing" "$out"
+    say "tracing: make deploy-tracing (deploy/tracing.sh apply) accepted by both webhooks:"
+    printf '%s\n' "$out" | sed 's/^/        | /'
+  else
+    problem "tracing: make deploy-tracing was denied" "$out"
+  fi
+  out=$(k get -f "$W/data-plane.yaml" -o jsonpath='{range .items[*]}{.metadata.name}={.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}{"\n"}{end}')
+  if grep -q '=$' <<<"$out"; then
+    problem "tracing: make deploy-tracing did not restart Knative's data plane" "$out"
+  else
+    say "tracing: the data plane restarted to read it (pod template restartedAt): $(cut -d= -f1 <<<"$out" | xargs)"
+  fi
+  # The Serving controller watches config-observability: the running revisions' queue-proxies
+  # get the new tracing config without a new Revision.
+  tracing_state_is "make deploy-tracing, before any new Revision" "$endpoint" "$rate" knative-only
+  BROKER=$broker TRACING=otlp OTLP_ENDPOINT=$endpoint TRACING_SAMPLING_RATE=$rate bash deploy/render.sh >"$W/$broker-tracing.yaml"
+  if out=$(k apply --dry-run=server -f "$W/$broker-tracing.yaml" 2>&1); then
+    check_output "tracing: BROKER=$broker TRACING=otlp: the server-side dry run" "$out"
+  else
+    problem "tracing: BROKER=$broker TRACING=otlp: the server-side dry run was denied" "$out"
+  fi
+  if out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" BROKER="$broker" TRACING=otlp OTLP_ENDPOINT="$endpoint" \
+    TRACING_SAMPLING_RATE="$rate" PYTHON="$PY" bash deploy/deploy.sh 2>&1); then
+    check_output "tracing: make deploy TRACING=otlp" "$out"
+  else
+    problem "tracing: BROKER=$broker make deploy TRACING=otlp was denied" "$out"
+  fi
+  tracing_state_is "make deploy TRACING=otlp on config-observability with tracing" "$endpoint" "$rate"
+  # A config the controller or autoscaler cannot parse is logged ("Error updating ... config").
+  out=$(cat "$W/serving-controller.log" "$W/serving-autoscaler.log" | tail -n +$((logs_from + 1)) |
+    grep -iE '"level":"(error|fatal)"|Error updating' | grep -iE 'observability|tracing' || true)
+  if [ -n "$out" ]; then
+    problem "tracing: Serving's controller or autoscaler logged a config error" "$out"
+  else
+    say "tracing: Serving's controller and autoscaler logged no config error"
+  fi
+  out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" bash deploy/tracing.sh remove 2>&1) || problem "tracing: make undeploy-tracing failed" "$out"
+  out=$("${IN[@]}" env KUBECONFIG="$W/kubeconfig" BROKER="$broker" PYTHON="$PY" bash deploy/deploy.sh 2>&1) ||
+    problem "tracing: BROKER=$broker make deploy (without TRACING) was denied" "$out"
+  after=$(for ns in knative-serving knative-eventing; do k get configmap config-observability -n "$ns" -o jsonpath='{.data}'; echo; done)
+  if [ "$before" = "$after" ]; then
+    say "tracing: make undeploy-tracing left config-observability as the install had it"
+  else
+    problem "tracing: make undeploy-tracing did not restore config-observability" "$(diff <(echo "$before") <(echo "$after"))"
+  fi
+  tracing_state_is "make undeploy-tracing, then make deploy" off
+}
+# tracing_state_is WHAT EXPECTED...: wait up to 60 s for tools/cluster/tracing_state.py to agree.
+tracing_state_is() {
+  local what=$1 out deadline=$((SECONDS + 60)); shift
+  until out=$(k get ksvc,deployments -n default -o json | "$PY" tools/cluster/tracing_state.py "$@"); do
+    if [ $SECONDS -ge $deadline ]; then problem "tracing: after $what" "$out"; return 0; fi
+    sleep 1
+  done
+  say "tracing: after $what, Ready: $out"
+}
+check_tracing
 
 if [ ${#problems[@]} -gt 0 ]; then
   printf '\ncluster-check FAILED (%d checks, %d s):\n' ${#problems[@]} $((SECONDS - started)) >&2

@@ -9,10 +9,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
+from knlocal.apis.eventing import Broker
 from knlocal.eventing.events import BaseCloudEvent
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
 
 
@@ -60,6 +60,9 @@ class BrokerBackend(ABC):
     :param config: the data of the ConfigMap named by the Broker's `spec.config`.
     :param settings: the runtime's settings (e.g. the Kafka address).
     """
+
+    #: What stores the events, as OpenTelemetry's `messaging.system` names it.
+    system: ClassVar[str]
 
     def __init__(self, broker: Broker, config: Mapping[str, str], settings: Settings) -> None:
         self.broker = broker

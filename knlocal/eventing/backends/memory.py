@@ -37,6 +37,8 @@ class MemorySubscription(Subscription):
 class MemoryBackend(BrokerBackend):
     """Events in memory, fanned out to every consumer group."""
 
+    system = "memory"
+
     subscriptions: dict[str, MemorySubscription]
 
     async def open(self) -> None:

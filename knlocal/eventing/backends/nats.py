@@ -38,10 +38,10 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, encode_binary
-from knlocal.manifests import Broker
 
 log = logging.getLogger("knlocal.eventing")
 
@@ -81,6 +81,8 @@ def subject(broker: Broker) -> str:
 
 class NatsBackend(BrokerBackend):
     """A Broker's events in one JetStream stream; see the module docstring."""
+
+    system = "nats"
 
     _client: Client
     _js: JetStreamContext

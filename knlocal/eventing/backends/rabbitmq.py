@@ -43,10 +43,10 @@ from aio_pika.abc import (
 )
 from aiormq.exceptions import AMQPError, ChannelPreconditionFailed
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, encode_binary
-from knlocal.manifests import Broker
 
 log = logging.getLogger("knlocal.eventing")
 
@@ -117,6 +117,8 @@ def from_message(message: AbstractIncomingMessage) -> BaseCloudEvent:
 
 class RabbitMQBackend(BrokerBackend):
     """A Broker's events in a headers exchange, a queue per Trigger; see the module docstring."""
+
+    system = "rabbitmq"
 
     _connection: AbstractRobustConnection
     _channel: AbstractChannel

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 import yaml
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import ManifestError
 from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.classes import (
@@ -16,7 +17,6 @@ from knlocal.eventing.classes import (
     RABBITMQ_BROKER,
     BrokerClass,
 )
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
 
 BackendFactory = Callable[[Broker, Mapping[str, str], Settings], BrokerBackend]

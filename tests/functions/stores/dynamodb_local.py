@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.settings import Settings
 from functions.stores.dynamodb import SERVICES
-from tests.conftest import require_server
+from tests.servers import require_server
 
 ENDPOINT = os.environ.get("DYNAMODB_ENDPOINT") or "http://127.0.0.1:8000"
 

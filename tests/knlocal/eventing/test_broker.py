@@ -11,12 +11,14 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from knlocal.apis.eventing import Broker
+from knlocal.apis.filters import TriggerFilters
 from knlocal.eventing.backends.base import Received
 from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
-from knlocal.eventing.broker import RunningBroker, ingress_app
+from knlocal.eventing.broker import ingress_app
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
 from knlocal.eventing.filters import FilterResult, build_trigger_filter
-from knlocal.manifests import Broker
+from knlocal.factories import running_broker
 from knlocal.settings import Settings
 
 TYPE = "dev.knuser.user.created.v1"
@@ -60,7 +62,7 @@ def run(scenario: Scenario, broker_class: BrokerClass = MT_CHANNEL_BASED_BROKER)
         await backend.open()
         subscription = await backend.subscribe("knative-trigger-default-t", ordered=False)
         assert isinstance(subscription, MemorySubscription)
-        app = ingress_app({("default", "default"): RunningBroker(broker, backend)})
+        app = ingress_app({("default", "default"): running_broker(broker, backend)})
         try:
             async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
                 return await scenario(client, subscription)
@@ -345,7 +347,7 @@ def test_s2_3_structured_extension_values_become_strings_as_after_a_binary_hop()
     assert (stored.get_extension("amount"), stored.get_extension("flag")) == ("5", "true")
     assert stored.get_extension("gone") is None
     matching = build_trigger_filter(
-        {"filter": {"attributes": {"amount": "5", "flag": "true"}}}, MT_CHANNEL_BASED_BROKER
+        TriggerFilters({"amount": "5", "flag": "true"}), MT_CHANNEL_BASED_BROKER
     )
     assert matching.evaluate(stored.get_attributes()) is FilterResult.PASS
 

@@ -1,7 +1,6 @@
-"""Delivery specs, retries, backoff and dead-letter extensions, against knative-semantics.md.
+"""Delivery specs, destinations and which delivery applies, against knative-semantics.md §2.7.
 
-Every expected value is worked out by hand from the formulas of §2.7 and §2.8; the
-arithmetic is in the comments.
+Retries and backoff: test_retries.py; dead-letter extensions: test_deadletter.py.
 """
 
 from __future__ import annotations
@@ -18,14 +17,10 @@ from knlocal.eventing.delivery import (
     DeliverySpec,
     Destination,
     ObjectRef,
-    backoff_seconds,
-    dead_letter_extensions,
     effective_delivery,
-    is_retryable,
-    is_success,
     parse_iso8601_duration,
-    total_attempts,
 )
+from knlocal.eventing.retries import backoff_seconds, total_attempts
 
 MT = MT_CHANNEL_BASED_BROKER
 KAFKA = KAFKA_BROKER
@@ -35,133 +30,10 @@ LIN = BackoffPolicy.LINEAR
 SUBSCRIBER = "http://user-created.default.svc.cluster.local/"
 
 
-# --- §2.7 backoff ---------------------------------------------------------------------------
-
-# (broker class, policy, delay d, retry k, expected wait)
-BACKOFF_ROWS: list[tuple[str, str, BackoffPolicy | None, float | None, int, float]] = [
-    # MT (Go) exponential d·2^(k-1), d = 0.2: 0.2·1, 0.2·2, 0.2·4, 0.2·8
-    ("mt-exp-k1", MT, EXP, 0.2, 1, 0.2),
-    ("mt-exp-k2", MT, EXP, 0.2, 2, 0.4),
-    ("mt-exp-k3", MT, EXP, 0.2, 3, 0.8),
-    ("mt-exp-k4", MT, EXP, 0.2, 4, 1.6),
-    # MT (Go) linear d·(k-1), d = 0.2: 0.2·0, 0.2·1, 0.2·2, 0.2·3 (first retry immediate)
-    ("mt-linear-k1", MT, LIN, 0.2, 1, 0.0),
-    ("mt-linear-k2", MT, LIN, 0.2, 2, 0.2),
-    ("mt-linear-k3", MT, LIN, 0.2, 3, 0.4),
-    ("mt-linear-k4", MT, LIN, 0.2, 4, 0.6),
-    # Kafka (Java) exponential d·2^k, d = 0.2: 0.2·2, 0.2·4, 0.2·8, 0.2·16
-    ("kafka-exp-k1", KAFKA, EXP, 0.2, 1, 0.4),
-    ("kafka-exp-k2", KAFKA, EXP, 0.2, 2, 0.8),
-    ("kafka-exp-k3", KAFKA, EXP, 0.2, 3, 1.6),
-    ("kafka-exp-k4", KAFKA, EXP, 0.2, 4, 3.2),
-    # Kafka (Java) linear d·k, d = 0.2: 0.2·1, 0.2·2, 0.2·3, 0.2·4
-    ("kafka-linear-k1", KAFKA, LIN, 0.2, 1, 0.2),
-    ("kafka-linear-k2", KAFKA, LIN, 0.2, 2, 0.4),
-    ("kafka-linear-k3", KAFKA, LIN, 0.2, 3, 0.6),
-    ("kafka-linear-k4", KAFKA, LIN, 0.2, 4, 0.8),
-    # d = 1.5 s, k = 3: MT exp 1.5·4 = 6, MT linear 1.5·2 = 3, Kafka exp 1.5·8 = 12, linear 4.5
-    ("mt-exp-1.5s-k3", MT, EXP, 1.5, 3, 6.0),
-    ("mt-linear-1.5s-k3", MT, LIN, 1.5, 3, 3.0),
-    ("kafka-exp-1.5s-k3", KAFKA, EXP, 1.5, 3, 12.0),
-    ("kafka-linear-1.5s-k3", KAFKA, LIN, 1.5, 3, 4.5),
-    # No policy or no delay: Go waits 0 unless both are set.
-    ("mt-no-policy", MT, None, 0.2, 2, 0.0),
-    ("mt-no-delay", MT, EXP, None, 2, 0.0),
-    ("mt-zero-delay", MT, EXP, 0.0, 2, 0.0),
-    # Java waits 0 unless the delay is > 0; no policy is exponential: 0.5·2^1 = 1.0.
-    ("kafka-no-delay", KAFKA, EXP, None, 2, 0.0),
-    ("kafka-zero-delay", KAFKA, LIN, 0.0, 2, 0.0),
-    ("kafka-no-policy-is-exponential", KAFKA, None, 0.5, 1, 1.0),
-]
-
-
-@pytest.mark.parametrize(
-    ("broker_class", "policy", "delay", "retry_number", "expected"),
-    [row[1:] for row in BACKOFF_ROWS],
-    ids=[row[0] for row in BACKOFF_ROWS],
-)
-def test_s2_7_backoff_table_per_class(
-    broker_class: str,
-    policy: BackoffPolicy | None,
-    delay: float | None,
-    retry_number: int,
-    expected: float,
-) -> None:
-    """The wait before retry k follows the §2.7 formula of the class."""
-    spec = DeliverySpec(retry=10, backoff_policy=policy, backoff_delay=delay)
-    assert backoff_seconds(spec, retry_number, broker_class) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    ("broker_class", "expected_total"),
-    # Go: Σ_{k=1..10} 0.2·2^(k-1) = 0.2·(2^10 - 1) = 0.2·1023 = 204.6
-    # Kafka: Σ_{k=1..10} 0.2·2^k = 0.2·(2^11 - 2) = 0.2·2046 = 409.2
-    [(MT, 204.6), (KAFKA, 409.2)],
-    ids=["mt", "kafka"],
-)
-def test_s2_7_total_wait_of_the_broker_default(broker_class: str, expected_total: float) -> None:
-    """With the default broker delivery, all retries together wait 204.6 s (Go), 409.2 s (Java)."""
-    spec = effective_delivery(None, None, broker_class)
-    retries = total_attempts(spec) - 1
-    total = sum(backoff_seconds(spec, k, broker_class) for k in range(1, retries + 1))
-    assert total == pytest.approx(expected_total)
-
-
-def test_s2_7_retry_number_counts_from_one() -> None:
-    """Retry 0 does not exist: the first attempt is not a retry."""
-    with pytest.raises(ValueError, match="counts from 1"):
-        backoff_seconds(BROKER_DEFAULT_DELIVERY, 0, MT)
-
-
-@pytest.mark.parametrize(
-    ("spec", "expected"),
-    # 1 + retry; retry unset = 0 retries; the broker default has 10 retries.
-    [(DeliverySpec(), 1), (DeliverySpec(retry=0), 1), (DeliverySpec(retry=3), 4),
-     (BROKER_DEFAULT_DELIVERY, 11)],
-    ids=["unset", "zero", "three", "broker-default"],
-)  # fmt: skip
-def test_s2_7_total_attempts_is_one_plus_retry(spec: DeliverySpec, expected: int) -> None:
-    """Total attempts = 1 + ``retry``."""
-    assert total_attempts(spec) == expected
-
-
 def test_s0_10_broker_default_delivery() -> None:
     """``config-br-defaults``: retry 10, exponential, PT0.2S, no sink."""
     expected = DeliverySpec(retry=10, backoff_policy=EXP, backoff_delay=0.2)
     assert expected == BROKER_DEFAULT_DELIVERY
-
-
-# --- §2.1 / §2.7 status codes -----------------------------------------------------------------
-
-# (status, retried?) from the §2.1 table and the §2.7 predicate shared by Go and Java.
-RETRY_ROWS: list[tuple[int | None, bool]] = [
-    (None, True),  # no response: transport error or timeout
-    (500, True), (501, True), (502, True), (503, True), (504, True), (599, True),
-    (404, True), (408, True), (409, True), (429, True),
-    (400, False), (401, False), (403, False), (405, False), (406, False), (410, False),
-    (412, False), (413, False), (415, False), (422, False), (499, False),
-    (100, False), (101, False), (199, False),  # 1xx: error, not retried
-    (300, False), (301, False), (302, False), (304, False), (307, False), (308, False),
-    (200, False), (202, False), (204, False),  # success: nothing to retry
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("status", "expected"), RETRY_ROWS, ids=[str(status) for status, _ in RETRY_ROWS]
-)
-def test_s2_1_retryable_statuses(status: int | None, expected: bool) -> None:
-    """Retried: no response, >= 500, 404, 408, 409, 429; not: 1xx, 3xx, other 4xx."""
-    assert is_retryable(status) is expected
-
-
-@pytest.mark.parametrize(
-    ("status", "expected"),
-    [(200, True), (201, True), (202, True), (204, True), (299, True),
-     (100, False), (199, False), (300, False), (302, False), (404, False), (500, False)],
-)  # fmt: skip
-def test_s2_1_success_is_any_2xx(status: int, expected: bool) -> None:
-    """Only 2xx completes a delivery (§2.7 ``isFailure``: < 200 or >= 300)."""
-    assert is_success(status) is expected
 
 
 # --- §2.7 ISO-8601 durations ------------------------------------------------------------------
@@ -439,94 +311,6 @@ def test_s2_7_mt_trigger_retry_alone_retries_immediately() -> None:
     spec = effective_delivery(BROKER, DeliverySpec.from_manifest({"retry": 3}), MT)
     waits = [backoff_seconds(spec, k, MT) for k in range(1, total_attempts(spec))]
     assert waits == [0.0, 0.0, 0.0]
-
-
-# --- §2.8 dead-letter extensions ----------------------------------------------------------------
-
-# 767 = 3·255 + 2 bytes of "a": 255 groups "YWFh" then "YWE=" → 1024 characters exactly.
-A767 = b"a" * 767
-# 768 = 3·256 bytes: 256·"YWFh" = 1024 characters.
-A768 = b"a" * 768
-# 1024 = 3·341 + 1 bytes: 341·"YWFh" + "YQ==" = 1368 characters.
-A1024 = b"a" * 1024
-
-DLS_ROWS: list[tuple[str, str, int | None, bytes, dict[str, str], dict[str, str]]] = [
-    # MT: dest, code as text, base64 of the body ("boom" → "Ym9vbQ=="); headers unused.
-    ("mt-503", MT, 503, b"boom", {"kne-reason": "quota"},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "503", "knativeerrordata": "Ym9vbQ=="}),
-    ("mt-404-empty-body", MT, 404, b"", {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "404", "knativeerrordata": ""}),
-    # MT no response: code 500, body "dispatch error: refused":
-    # "dis"→ZGlz "pat"→cGF0 "ch "→Y2gg "err"→ZXJy "or:"→b3I6 " re"→IHJl "fus"→ZnVz "ed"→ZWQ=
-    ("mt-transport-error", MT, None, b"refused", {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "500",
-      "knativeerrordata": "ZGlzcGF0Y2ggZXJyb3I6IHJlZnVzZWQ="}),
-    # MT truncates the base64 text to 1024 characters.
-    ("mt-767-bytes-fit", MT, 500, A767, {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "500",
-      "knativeerrordata": "YWFh" * 255 + "YWE="}),
-    ("mt-768-bytes-fit", MT, 500, A768, {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "500",
-      "knativeerrordata": "YWFh" * 256}),
-    ("mt-1024-bytes-cut-to-1024-chars", MT, 500, A1024, {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "500",
-      "knativeerrordata": "YWFh" * 256}),
-    # Kafka: base64 of the first 1024 bytes, so up to 1368 characters.
-    ("kafka-1024-bytes", KAFKA, 500, A1024, {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "500",
-      "knativeerrordata": "YWFh" * 341 + "YQ=="}),
-    ("kafka-2000-bytes-cut-to-1024", KAFKA, 500, b"a" * 2000, {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "500",
-      "knativeerrordata": "YWFh" * 341 + "YQ=="}),
-    ("kafka-768-bytes", KAFKA, 502, A768, {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "502",
-      "knativeerrordata": "YWFh" * 256}),
-    ("kafka-empty-body", KAFKA, 404, b"", {},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "404", "knativeerrordata": ""}),
-    # Kafka: no response (timeout) ⇒ only the destination.
-    ("kafka-transport-error", KAFKA, None, b"timeout", {"kne-reason": "x"},
-     {"knativeerrordest": SUBSCRIBER}),
-    # Kafka: kne-* headers become extensions, prefix stripped (any case), name lower-cased;
-    # invalid or reserved names are left out; other headers are ignored.
-    ("kafka-kne-headers", KAFKA, 429, b"boom",
-     {"Kne-Reason": "quota", "KNE-RETRYIN": "5", "x-other": "no", "kne-": "empty",
-      "kne-bad-name": "x", "kne-type": "evil", "kne-data": "evil"},
-     {"knativeerrordest": SUBSCRIBER, "knativeerrorcode": "429", "reason": "quota",
-      "retryin": "5", "knativeerrordata": "Ym9vbQ=="}),
-    # Java puts dest and code, then headers (which may overwrite them), then data.
-    ("kafka-kne-header-order", KAFKA, 500, b"boom",
-     {"kne-knativeerrordest": "http://elsewhere/", "kne-knativeerrordata": "lost"},
-     {"knativeerrordest": "http://elsewhere/", "knativeerrorcode": "500",
-      "knativeerrordata": "Ym9vbQ=="}),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("broker_class", "status", "body", "headers", "expected"),
-    [row[1:] for row in DLS_ROWS],
-    ids=[row[0] for row in DLS_ROWS],
-)
-def test_s2_8_dead_letter_extensions_per_class(
-    broker_class: str,
-    status: int | None,
-    body: bytes,
-    headers: dict[str, str],
-    expected: dict[str, str],
-) -> None:
-    """The error extensions follow the Go or Java dispatcher exactly."""
-    extensions = dead_letter_extensions(
-        destination=SUBSCRIBER, status=status, body=body, headers=headers, broker_class=broker_class
-    )
-    assert extensions == expected
-
-
-def test_s2_8_truncated_lengths() -> None:
-    """MT caps the text at 1024 characters; Kafka caps the body at 1024 bytes (1368 chars)."""
-    common: dict[str, Any] = {"destination": SUBSCRIBER, "status": 500, "headers": {}}
-    mt = dead_letter_extensions(body=b"\xff" * 5000, broker_class=MT, **common)
-    kafka = dead_letter_extensions(body=b"\xff" * 5000, broker_class=KAFKA, **common)
-    assert len(mt["knativeerrordata"]) == 1024
-    assert len(kafka["knativeerrordata"]) == 1368  # 4·⌈1024/3⌉ = 4·342
 
 
 def test_s2_7_mt_trigger_delivery_without_sink_does_not_fall_back_to_the_broker_sink() -> None:

@@ -21,14 +21,14 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from knlocal.apis.eventing import Broker, Trigger
+from knlocal.apis.filters import TriggerFilters
 from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
-from knlocal.eventing.broker import BrokerTarget, RunningBroker
 from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
-from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec
-from knlocal.eventing.dispatcher import TriggerDispatcher, TriggerStats
-from knlocal.eventing.filters import build_trigger_filter
-from knlocal.manifests import Broker
-from knlocal.runtime import HttpTarget
+from knlocal.eventing.delivery import BackoffPolicy, DeliverySpec, Destination
+from knlocal.eventing.dispatcher import TriggerStats
+from knlocal.factories import running_broker, trigger_dispatcher
+from knlocal.resolver import HttpTarget, Resolver
 from knlocal.settings import Settings
 
 MT = MT_CHANNEL_BASED_BROKER
@@ -194,10 +194,8 @@ async def dispatch_one(
     broker = Broker("default", NAMESPACE, broker_class, None, None)
     backend = MemoryBackend(broker, {}, Settings())
     await backend.open()
-    running = RunningBroker(broker, backend)
-    trigger_queue = await backend.subscribe("knative-trigger-team-a-t", ordered=False)
+    running = running_broker(broker, backend)
     observer = await backend.subscribe("observer", ordered=False)
-    assert isinstance(trigger_queue, MemorySubscription)
     assert isinstance(observer, MemorySubscription)
     subscriber = Endpoint(respond, delay=delay)
     sink = Endpoint(dead_letter or ACCEPT)
@@ -208,25 +206,25 @@ async def dispatch_one(
         async with aiohttp.ClientSession() as session:
             dls = None
             if dead_letter is not None or dead_letter_url is not None:
-                dls = HttpTarget(session, dead_letter_url or sink_url)
-            dispatcher = TriggerDispatcher(
-                name=f"{NAMESPACE}/t",
+                dls = Destination(None, dead_letter_url or sink_url)
+            spec = replace(delivery(retry, backoff_delay, format), timeout=timeout)
+            trigger = Trigger(
+                name="t",
                 namespace=NAMESPACE,
-                broker_class=broker_class,
-                event_filter=build_trigger_filter(
-                    {"filter": {"attributes": {"type": filter_type} | (filter_attributes or {})}},
-                    broker_class,
-                ),
-                delivery=replace(delivery(retry, backoff_delay, format), timeout=timeout),
-                subscriber=HttpTarget(session, url),
-                dead_letter=dls,
-                subscription=trigger_queue,
-                reply=(
-                    BrokerTarget(running, BROKER_URL)
-                    if reply_url is None
-                    else HttpTarget(session, reply_url)
-                ),
+                broker="default",
+                filters=TriggerFilters({"type": filter_type} | (filter_attributes or {})),
+                subscriber=Destination(None, url),
+                delivery=replace(spec, dead_letter_sink=dls),
             )
+            dispatcher = await trigger_dispatcher(
+                trigger,
+                running,
+                Resolver(session),
+                broker_url=BROKER_URL,
+                reply=None if reply_url is None else HttpTarget(session, reply_url),
+            )
+            trigger_queue = dispatcher.subscription
+            assert isinstance(trigger_queue, MemorySubscription)
             await running.ingest(event or original())
             received = trigger_queue.queue.get_nowait()
             await asyncio.wait_for(dispatcher.handle(received.event), timeout=10)
@@ -612,22 +610,21 @@ async def run_dispatcher(ordered: bool, events: list[CloudEvent]) -> Endpoint:
     broker = Broker("default", NAMESPACE, KAFKA, None, None)
     backend = MemoryBackend(broker, {}, Settings())
     await backend.open()
-    subscription = await backend.subscribe("knative-trigger-team-a-t", ordered=ordered)
     subscriber = Endpoint(answer(202), delay=0.05)
     url = await subscriber.start()
     try:
         async with aiohttp.ClientSession() as session:
-            dispatcher = TriggerDispatcher(
-                name=f"{NAMESPACE}/t",
+            trigger = Trigger(
+                name="t",
                 namespace=NAMESPACE,
-                broker_class=KAFKA,
-                event_filter=build_trigger_filter({}, KAFKA),
+                broker="default",
+                filters=TriggerFilters(),
+                subscriber=Destination(None, url),
                 delivery=delivery(0),
-                subscriber=HttpTarget(session, url),
-                dead_letter=None,
-                subscription=subscription,
-                reply=BrokerTarget(RunningBroker(broker, backend), BROKER_URL),
                 ordered=ordered,
+            )
+            dispatcher = await trigger_dispatcher(
+                trigger, running_broker(broker, backend), Resolver(session), broker_url=BROKER_URL
             )
             task = asyncio.create_task(dispatcher.run())
             for evt in events:

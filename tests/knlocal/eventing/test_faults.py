@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from knlocal import manifests
+from knlocal.apis import loader
+from knlocal.apis.eventing import Broker
+from knlocal.eventing.backends.memory import MemoryBackend, MemorySubscription
+from knlocal.eventing.classes import MT_CHANNEL_BASED_BROKER
 from knlocal.eventing.faults import Delay, FaultPlanError, FaultyTarget, Injector, Rule, load
 from knlocal.eventing.sender import Reply
 from knlocal.settings import Settings
@@ -60,8 +63,8 @@ def test_a_good_plan_loads_into_frozen_rules(tmp_path: Path) -> None:
         ("triggers: {default/t: []}", "triggers.default/t: expected a list of rules; found []"),
         (
             "triggers: {default/t: [{kind: explode, every: 1}]}",
-            "triggers.default/t[0].kind: expected one of delay, drop, duplicate, fail, reorder,"
-            " slow_reply; found 'explode'",
+            "triggers.default/t[0].kind: expected one of delay, drop, duplicate, fail, rebalance,"
+            " reorder, slow_reply; found 'explode'",
         ),
         (
             "brokers: {default/b: [{kind: drop, every: 1}]}",
@@ -211,9 +214,29 @@ def test_the_same_seed_hits_the_same_deliveries(tmp_path: Path) -> None:
 
 def test_the_readme_example_plan_names_what_the_manifests_have() -> None:
     plan = load(ROOT / "docs" / "faults-example.yaml")
-    system = manifests.load(Settings.from_env(manifests=str(ROOT)))
-    plan.check_names(
-        {f"{t.namespace}/{t.name}" for t in system.triggers},
-        {f"{ns}/{name}" for ns, name in system.brokers},
-    )
+    system = loader.load(Settings.from_env(manifests=str(ROOT)))
+    plan.check_names({t.key for t in system.triggers}, {b.key for b in system.brokers.values()})
     assert {r.kind for rules in plan.triggers.values() for r in rules} >= {"duplicate", "drop"}
+
+
+def test_rebalance_expects_the_kafka_backend(tmp_path: Path) -> None:
+    """A consumer that cannot rebalance (here the in-memory one) is refused at start, naming why."""
+    faulty, _, _ = target(tmp_path, "[{kind: rebalance, every: 3}]")
+    backend = MemoryBackend(
+        Broker("default", "default", MT_CHANNEL_BASED_BROKER, None, None), {}, Settings()
+    )
+    subscription = MemorySubscription(backend, "g")
+    with pytest.raises(FaultPlanError, match="default/t: a rebalance fault expects a Trigger on"):
+        faulty.attach(subscription)
+    plain, _, _ = target(tmp_path, "[{kind: drop, every: 3}]")
+    plain.attach(subscription)  # no rebalance rule: any backend
+
+
+def test_two_rebalances_of_a_trigger_are_wait_seconds_apart(tmp_path: Path) -> None:
+    """Redelivered records are deliveries too: without the gap a group never gets ahead."""
+    plan = load(plan_file(tmp_path, "triggers:\n  default/t: [{kind: rebalance, every: 1}]\n"))
+    injector = Injector(plan)
+    rules = plan.triggers["default/t"]
+    hits = [injector.pick("default/t", rules, str(i)) for i in range(5)]
+    assert [hit is not None for hit in hits] == [True, False, False, False, False]
+    assert injector.snapshot() == {"default/t": {"rebalance": 1}}

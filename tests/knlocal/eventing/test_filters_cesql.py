@@ -1,22 +1,20 @@
 """``cesql`` Trigger filters (knative-semantics.md §2.3, EVENTING ``cesql_filter.go``).
 
 The language itself is checked by the CESQL TCK (``tests/knlocal/eventing/cesql``);
-these tests check the dialect: compiled at load, evaluated per event, inside ``all``,
-``any`` and ``not``, and an expression that errors never matches.
+these tests check the dialect: evaluated per event, inside ``all``, ``any`` and ``not``, and
+an expression that errors never matches. Compiling at load is tests/knlocal/apis/test_filters.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cloudevents.core.v1.event import CloudEvent
 
-from knlocal.errors import ManifestError
-from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
-from knlocal.eventing.filters import FilterResult, build_trigger_filter, validate_trigger_filters
-from knlocal.manifests import build
+from knlocal.apis.filters import parse_filters
+from knlocal.eventing.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER, BrokerClass
+from knlocal.eventing.filters import FilterResult, build_trigger_filter
 
 PASS = FilterResult.PASS
 FAIL = FilterResult.FAIL
@@ -94,53 +92,17 @@ def test_s2_3_cesql_dialect(
     filters: list[dict[str, Any]],
     attributes: dict[str, Any],
     expected: FilterResult,
-    broker_class: str,
+    broker_class: BrokerClass,
 ) -> None:
-    spec = dialects(*filters)
-    validate_trigger_filters(spec)
-    assert build_trigger_filter(spec, broker_class).evaluate(attributes) is expected
+    filters_read = parse_filters(dialects(*filters))
+    assert build_trigger_filter(filters_read, broker_class).evaluate(attributes) is expected
 
 
 def test_s2_3_empty_cesql_is_no_filter_on_mt() -> None:
     """cesql_filter.go: an empty expression is NoFilter (the element is skipped)."""
     assert (
-        build_trigger_filter(dialects({"cesql": ""}), MT_CHANNEL_BASED_BROKER).evaluate(event())
+        build_trigger_filter(
+            parse_filters(dialects({"cesql": ""})), MT_CHANNEL_BASED_BROKER
+        ).evaluate(event())
         is NO_FILTER
     )
-
-
-@BOTH
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        (dialects({"cesql": "type = "}), r"spec\.filters\[0\]\.cesql: .* at position 8"),
-        (
-            dialects({"not": {"cesql": "type LIKE 1"}}),
-            r"spec\.filters\[0\]\.not\.cesql: .*position 11",
-        ),
-        # The official lexer glues a sign to digits: `4-1` is two integers (CESQLLexer.g4).
-        (dialects({"all": [{"cesql": "4-1 = 3"}]}), r"spec\.filters\[0\]\.all\[0\]\.cesql"),
-        (dialects({"cesql": "2147483648 > 1"}), r"32-bit"),
-    ],
-    ids=["incomplete", "like-needs-a-string", "glued-sign", "integer-out-of-range"],
-)
-def test_s2_3_cesql_syntax_error_is_refused(
-    spec: dict[str, Any], message: str, broker_class: str
-) -> None:
-    with pytest.raises(ManifestError, match=message):
-        validate_trigger_filters(spec)
-    with pytest.raises(ManifestError, match=message):
-        build_trigger_filter(spec, broker_class)
-
-
-def test_s2_3_cesql_syntax_error_stops_manifest_load() -> None:
-    """At start-up the error names the file, the Trigger and the position."""
-    trigger = {
-        "apiVersion": "eventing.knative.dev/v1",
-        "kind": "Trigger",
-        "metadata": {"name": "on-created"},
-        "spec": {"broker": "default", "filters": [{"cesql": "type = 'a' AND"}]},
-    }
-    message = r"triggers\.yaml: Trigger on-created: spec\.filters\[0\]\.cesql: .*position 15"
-    with pytest.raises(ManifestError, match=message):
-        build([(Path("triggers.yaml"), trigger)])

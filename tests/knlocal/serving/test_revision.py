@@ -16,12 +16,17 @@ from pathlib import Path
 
 import aiohttp
 
-from knlocal.manifests import KnativeService
+from knlocal.apis.serving import Container, KnativeService, RevisionTemplate
+from knlocal.serving.autoscaler.config import AutoscalerDefaults
+from knlocal.serving.autoscaler.scaler import KPA
+from knlocal.serving.autoscaler.spec import RevisionScaling
 from knlocal.serving.revision import ACTIVATOR_QUEUE_DEPTH, Response, Revision
-from knlocal.serving.scaling import KPA, AutoscalerDefaults, RevisionScaling
 from knlocal.serving.zygote import ForkLauncher
 
 WSGI_APP = "tests.knlocal.serving.wsgi_sleeper:create_app()"
+#: The function image's gunicorn settings (gthread, CONTAINER_CONCURRENCY threads), as knuser's
+#: [tool.knlocal] in pyproject.toml gives them to the runtime.
+GUNICORN_CONFIG = "python:functions.gunicorn_conf"
 #: Start at zero, as the project's Services do (knative/config-autoscaler.yaml).
 CONFIG = {"allow-zero-initial-scale": "true"}
 #: Bound on every wait, so a broken revision fails the test instead of hanging it.
@@ -46,17 +51,20 @@ async def running_revision(
     service = KnativeService(
         name="sleeper",
         namespace="default",
-        annotations={f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()},
-        container_concurrency=cc,
-        timeout_seconds=timeout_seconds,
-        env={},
-        image="test",
+        template=RevisionTemplate(
+            annotations={f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()},
+            container_concurrency=cc,
+            timeout_seconds=timeout_seconds,
+            container=Container(image="test"),
+        ),
     )
     scaling = RevisionScaling.resolve(
-        service.annotations, cc, AutoscalerDefaults.from_configmap(CONFIG)
+        service.template.annotations, cc, AutoscalerDefaults.from_configmap(CONFIG)
     )
     async with aiohttp.ClientSession() as session:
-        launcher = ForkLauncher(WSGI_APP, "127.0.0.1", log_dir, session)
+        launcher = ForkLauncher(
+            WSGI_APP, "127.0.0.1", log_dir, session, gunicorn_config=GUNICORN_CONFIG
+        )
         launcher.open()
         # gunicorn gets more threads than containerConcurrency: the activator alone must keep
         # the limit.

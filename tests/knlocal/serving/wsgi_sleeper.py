@@ -3,7 +3,8 @@
 `GET /health/readiness` answers 200 (503 during the first `READY_DELAY` seconds, default 0, to
 play an instance that is slow to start); `GET /sleep?seconds=S` sleeps S seconds, then answers its
 process id and the most requests it has served at once (JSON), so a test can tell which instance
-served a request and whether the activator kept to `containerConcurrency`.
+served a request and whether the activator kept to `containerConcurrency`; `GET /env` answers
+the names of the process's environment variables (JSON), so a test can tell what reached it.
 """
 
 import json
@@ -34,6 +35,8 @@ def create_app() -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
                 state["active"] -= 1
                 peak = state["peak"]
             body = json.dumps({"pid": os.getpid(), "peak": peak}).encode()
+        elif environ["PATH_INFO"] == "/env":
+            body = json.dumps(sorted(os.environ)).encode()
         elif time.monotonic() < ready_at:
             start_response("503 Service Unavailable", [("Content-Type", "application/json")])
             return [b'{"status":"starting"}']

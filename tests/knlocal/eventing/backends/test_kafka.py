@@ -10,6 +10,8 @@ deletes its topic and groups afterwards.
 """
 
 import asyncio
+import os
+import signal
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -23,15 +25,20 @@ from cloudevents.core.v1.event import CloudEvent
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError, ConfigError
 from knlocal.eventing.backends.base import Received, Subscription
 from knlocal.eventing.backends.kafka import MAX_UNACKED, KafkaBackend, topic_name
+from knlocal.eventing.backends.kafka.supervisor import DataPlaneProcess
 from knlocal.eventing.classes import KAFKA_BROKER
-from knlocal.manifests import Broker
+from knlocal.eventing.delivery import ObjectRef
+from knlocal.process import free_port
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.kafka_server import drop, free_port, require_kafka
+from tests.servers import drop_kafka, require_kafka
 
 NAMESPACE = "default"
+#: The Broker's `spec.config`: the ConfigMap of its topic settings.
+CONFIG_REF = ObjectRef("v1", "ConfigMap", "kafka-broker-config", NAMESPACE)
 #: The brokers/kafka/ ConfigMap's topic settings, with fewer partitions where a test needs
 #: events spread over them.
 CONFIG = {"default.topic.partitions": "3", "default.topic.replication.factor": "1"}
@@ -56,9 +63,9 @@ def settings() -> Settings:
 def broker(settings: Settings) -> Iterator[Broker]:
     """A Broker of this test's own; its topic and the test's groups are deleted afterwards."""
     name = f"kafka-test-{uuid.uuid4().hex[:10]}"
-    broker = Broker(name, NAMESPACE, KAFKA_BROKER, {"name": "kafka-broker-config"}, None)
+    broker = Broker(name, NAMESPACE, KAFKA_BROKER, CONFIG_REF, None)
     yield broker
-    drop(settings.kafka_bootstrap_servers, [topic_name(broker)], [group(broker, "a")])
+    drop_kafka(settings.kafka_bootstrap_servers, [topic_name(broker)], [group(broker, "a")])
 
 
 def group(broker: Broker, trigger: str) -> str:
@@ -308,7 +315,7 @@ def test_unacknowledged_records_are_bounded(broker: Broker, settings: Settings) 
 def test_unreachable_kafka_names_the_address_and_how_to_start_it() -> None:
     """No Kafka: a BackendError saying where it was looked for and to run `make kafka`."""
     address = f"127.0.0.1:{free_port()}"
-    broker = Broker("default", NAMESPACE, KAFKA_BROKER, {"name": "kafka-broker-config"}, None)
+    broker = Broker("default", NAMESPACE, KAFKA_BROKER, CONFIG_REF, None)
     backend = KafkaBackend(broker, CONFIG, Settings(kafka_bootstrap_servers=address))
     with pytest.raises(BackendError) as raised:
         asyncio.run(backend.open())
@@ -329,9 +336,50 @@ def test_configmap_topic_settings_must_be_positive_numbers(
     config: Mapping[str, str], found: str
 ) -> None:
     """A bad `kafka-broker-config` fails at start, naming the ConfigMap, the key and the value."""
-    broker = Broker("default", NAMESPACE, KAFKA_BROKER, {"name": "kafka-broker-config"}, None)
+    broker = Broker("default", NAMESPACE, KAFKA_BROKER, CONFIG_REF, None)
     backend = KafkaBackend(broker, config, Settings(kafka_bootstrap_servers="127.0.0.1:1"))
     with pytest.raises(ConfigError) as raised:
         asyncio.run(backend.open())
     assert "kafka-broker-config" in str(raised.value)
     assert found in str(raised.value)
+
+
+@pytest.mark.kafka
+def test_data_plane_processes_killed_are_restarted_and_redeliver_what_was_not_acknowledged(
+    broker: Broker, settings: Settings
+) -> None:
+    """SIGKILL of the dispatcher: started again, its group redelivers the unacknowledged record
+    (after the dead member's session timeout); SIGKILL of the receiver: a publish waiting on it
+    fails (the ingress's 503), and publishing works again once it is back (§3.1, §5)."""
+
+    async def back(process: DataPlaneProcess, before: int) -> None:
+        deadline = asyncio.get_running_loop().time() + 40
+        while not (process.running and process.incarnation > before):
+            assert asyncio.get_running_loop().time() < deadline, f"{process.what} not restarted"
+            await asyncio.sleep(0.1)
+
+    async def scenario() -> None:
+        async with opened(broker, settings) as backend:
+            subscription = await backend.subscribe(group(broker, "a"), ordered=False)
+            await backend.publish(event("e1"))
+            [first] = await receive(subscription, 1)
+            assert backend.dispatcher.process is not None
+            os.kill(backend.dispatcher.process.pid, signal.SIGKILL)
+            await back(backend.dispatcher, 1)
+            await subscription.ack(first)  # handed out by the dead process: void
+            again = await asyncio.wait_for(subscription.receive(), 40)
+            assert again.event.get_id() == "e1"
+            await subscription.ack(again)
+            assert backend.receiver.process is not None
+            os.kill(backend.receiver.process.pid, signal.SIGKILL)
+            with pytest.raises(BackendError):
+                await backend.publish(event("while-down"))
+            await back(backend.receiver, 1)
+            await backend.publish(event("e2"))
+            received = await asyncio.wait_for(subscription.receive(), 40)
+            # "while-down" may or may not have been stored before the kill: at most once more.
+            while received.event.get_id() == "while-down":
+                received = await asyncio.wait_for(subscription.receive(), 40)
+            assert received.event.get_id() == "e2"
+
+    asyncio.run(scenario())

@@ -12,11 +12,11 @@ import pytest
 from aiormq.exceptions import ChannelPreconditionFailed
 from cloudevents.core.v1.event import CloudEvent
 
+from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends.rabbitmq import RabbitMQBackend, exchange_name
 from knlocal.eventing.classes import RABBITMQ_BROKER
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
-from tests.knlocal.eventing.backends.broker_servers import drop_rabbitmq, require_rabbitmq
+from tests.servers import drop_rabbitmq, require_rabbitmq
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import pytest
 
+from knlocal.apis.eventing import Broker
 from knlocal.errors import ManifestError
 from knlocal.eventing.backends import registry
 from knlocal.eventing.backends.kafka import KafkaBackend
@@ -14,7 +15,6 @@ from knlocal.eventing.classes import (
     RABBITMQ_BROKER,
     BrokerClass,
 )
-from knlocal.manifests import Broker
 from knlocal.settings import Settings
 
 SETTINGS = Settings()

@@ -1,0 +1,267 @@
+"""Tracing of the functions: W3C Trace Context on every request and event, OpenTelemetry spans.
+
+The trace context is carried whether or not spans are recorded. A request continues its
+`traceparent` header, else its event's `traceparent` extension (the CloudEvents Distributed
+Tracing extension); a public-API request without either starts a trace (`POST /users` is where
+an operation's trace begins). Every event built while the request is served
+(:func:`functions.ce.new_event`) carries the context as its `traceparent`/`tracestate`, and a
+public-API answer returns it as the `traceparent` header.
+
+Spans are recorded only when `OTEL_TRACES_EXPORTER` names an exporter (zipkin, otlp, console):
+each request is a SERVER span of the function's service (`K_SERVICE`), each store call a
+CLIENT span, each send to `K_SINK` a PRODUCER span. Otherwise nothing of the SDK is imported.
+Handlers know none of this: the app factory, the registry and the sink call the helpers below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from functions.errors import ConfigError
+from functions.stores.base import Record, Table
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
+
+#: Where `make zipkin` listens; the exporter's own default is `localhost`, which may be ::1.
+ZIPKIN_SPANS_URL = "http://127.0.0.1:9411/api/v2/spans"
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+#: The trace context of the request being served: `{"traceparent": …, "tracestate": …}`.
+_context: ContextVar[dict[str, str] | None] = ContextVar("trace_context", default=None)
+_tracer: Tracer | None = None
+
+
+def configure(service: str, environ: Mapping[str, str]) -> None:
+    """Record spans as `service` if the OTEL_* variables name an exporter."""
+    global _tracer
+    name = environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
+    off = environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    if off or name in ("", "none") or _tracer is not None:
+        return
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # The service alone: the SDK's default attributes would be tags of every exported span.
+    provider = TracerProvider(resource=Resource({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(_exporter(name, environ)))
+    _tracer = provider.get_tracer("functions")
+
+
+def warm_up(environ: Mapping[str, str]) -> None:
+    """Import the SDK and the exporter ahead of need, when spans will be recorded.
+
+    Run in knlocal's warm template: every instance forked from it then finds them imported
+    (about 100 ms of CPU per cold start otherwise).
+    """
+    name = environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
+    if name in ("", "none"):
+        return
+    import opentelemetry.sdk.trace.export
+    import opentelemetry.trace.propagation.tracecontext  # noqa: F401
+
+    with contextlib.suppress(ConfigError):  # said by the instance itself, when it starts
+        _exporter(name, environ)
+
+
+def _exporter(name: str, environ: Mapping[str, str]) -> Any:
+    if name == "zipkin":
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+        return ZipkinExporter(
+            endpoint=environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT", ZIPKIN_SPANS_URL)
+        )
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    raise ConfigError(
+        f"OTEL_TRACES_EXPORTER: expected zipkin, otlp, console or none; found {name!r}"
+    )
+
+
+def trace_id(traceparent: object) -> str | None:
+    """The trace id of a `traceparent` value, or None when it is not a valid one."""
+    match = _TRACEPARENT.match(traceparent) if isinstance(traceparent, str) else None
+    return match.group(1) if match else None
+
+
+def event_extensions() -> dict[str, str]:
+    """The extensions an event built now carries: the current trace context, if any."""
+    return dict(_context.get() or {})
+
+
+def response_headers() -> dict[str, str]:
+    """The headers a public-API answer carries: its `traceparent`."""
+    current = _context.get()
+    return {"traceparent": current["traceparent"]} if current else {}
+
+
+def outgoing_headers() -> dict[str, str]:
+    """The W3C headers of a request sent now (the current span as the parent)."""
+    return dict(_context.get() or {})
+
+
+def _new_traceparent() -> str:
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"
+
+
+def _carrier(headers: Mapping[str, str], event: Any, start: bool) -> dict[str, str]:
+    """The incoming context: the header, else the event's extension, else a new one if `start`.
+
+    A new one is made here only while no spans are recorded (flags 00: not sampled); while
+    recording, the SDK starts the trace itself, under its sampler.
+    """
+    lowered = {k.lower(): v for k, v in headers.items() if k[:1] in "tT"}
+    parent, state = lowered.get("traceparent"), lowered.get("tracestate")
+    if trace_id(parent) is None and event is not None:
+        parent, state = event.get_extension("traceparent"), event.get_extension("tracestate")
+    if trace_id(parent) is None:
+        if not start:
+            return {}
+        parent, state = _new_traceparent(), None
+    return {"traceparent": str(parent), **({"tracestate": str(state)} if state else {})}
+
+
+@contextlib.contextmanager
+def server_span(
+    function: str, method: str, route: str, headers: Mapping[str, str], event: Any = None
+) -> Iterator[Span | None]:
+    """Serve one request within its trace context (and, when recording, its SERVER span).
+
+    :param event: the decoded CloudEvent of an event function's request, if any.
+    """
+    carrier = _carrier(headers, event, start=event is None and _tracer is None)
+    if _tracer is None:
+        token = _context.set(carrier or None)
+        try:
+            yield None
+        finally:
+            _context.reset(token)
+        return
+    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    propagator = TraceContextTextMapPropagator()
+    attributes: dict[str, Any] = {"http.request.method": method, "http.route": route}
+    if event is not None:
+        attributes.update(
+            {
+                "cloudevents.event_id": event.get_id(),
+                "cloudevents.event_type": event.get_type(),
+                "cloudevents.event_source": event.get_source(),
+                "operationid": str(event.get_extension("operationid") or ""),
+            }
+        )
+    with _tracer.start_as_current_span(
+        f"{method} {route}",
+        context=propagator.extract(carrier),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+    ) as span:
+        current: dict[str, str] = {}
+        propagator.inject(current)
+        token = _context.set(current)
+        try:
+            yield span
+        finally:
+            _context.reset(token)
+
+
+def set_status(span: Span | None, status: int, operation_id: object = None) -> None:
+    """Record the answer's status (and the operation it concerns) on a SERVER span."""
+    if span is None:
+        return
+    span.set_attribute("http.response.status_code", status)
+    if isinstance(operation_id, str):
+        span.set_attribute("operationid", operation_id)
+    if status >= 500:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR))
+
+
+@contextlib.contextmanager
+def _client_span(name: str, kind: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
+    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    assert _tracer is not None
+    with _tracer.start_as_current_span(name, kind=SpanKind[kind], attributes=attributes) as span:
+        current: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(current)
+        token = _context.set(current)
+        try:
+            yield span
+        finally:
+            _context.reset(token)
+
+
+def send_span(url: str) -> contextlib.AbstractContextManager[Any]:
+    """The PRODUCER span of one send to the broker (the sink), when recording."""
+    if _tracer is None:
+        return contextlib.nullcontext()
+    attributes = {
+        "http.request.method": "POST",
+        "url.full": url,
+        "messaging.operation.type": "send",
+    }
+    return _client_span("send broker", "PRODUCER", attributes)
+
+
+class TracedTable(Table):
+    """A table whose calls are CLIENT spans named as OpenTelemetry's database conventions say."""
+
+    def __init__(self, table: Table, collection: str, system: str) -> None:
+        self.table = table
+        self.collection = collection
+        self.system = system
+
+    def _span(self, operation: str) -> contextlib.AbstractContextManager[Any]:
+        attributes = {
+            "db.system.name": self.system,
+            "db.collection.name": self.collection,
+            "db.operation.name": operation,
+        }
+        return _client_span(f"{operation} {self.collection}", "CLIENT", attributes)
+
+    def put_if_absent(self, record: Record) -> Record:
+        """See :meth:`Table.put_if_absent`."""
+        with self._span("put_if_absent"):
+            return self.table.put_if_absent(record)
+
+    def get(self, record_id: str) -> Record | None:
+        """See :meth:`Table.get`."""
+        with self._span("get"):
+            return self.table.get(record_id)
+
+    def replace_if_status(self, record: Record, expected_status: str) -> bool:
+        """See :meth:`Table.replace_if_status`."""
+        with self._span("replace_if_status"):
+            return self.table.replace_if_status(record, expected_status)
+
+    def with_status(self, status: str, limit: int) -> list[Record]:
+        """See :meth:`Table.with_status`."""
+        with self._span("with_status"):
+            return self.table.with_status(status, limit)
+
+    def close(self) -> None:
+        """See :meth:`Table.close`."""
+        self.table.close()
+
+
+def traced_table(table: Table, collection: str, store: str) -> Table:
+    """`table` with spans when recording, else `table` itself."""
+    if _tracer is None:
+        return table
+    return TracedTable(table, collection, {"dynamodb": "aws.dynamodb"}.get(store, store))

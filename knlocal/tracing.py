@@ -1,0 +1,368 @@
+"""The runtime's spans (issue 12): W3C Trace Context and OpenTelemetry, one module.
+
+Every hook below is a plain call from edge code (the ingress, the activator, the broker ingress,
+each Trigger's dispatcher, the send path). While tracing is off (:func:`configure` found no
+exporter in the `OTEL_*` variables) each hook returns at its first line: no SDK is imported, no
+span object is made, headers and events pass unchanged.
+
+While it is on, one operation is one trace:
+
+    ingress            POST /users                       SERVER
+    activator          activator operation-create        INTERNAL (+ `hold`, cold start event)
+    (function spans)   …
+    broker-ingress     publish default                   PRODUCER: the event's `traceparent`
+    broker-filter      process default                   CONSUMER, per event a Trigger's filter
+                                                         passes (the filter: an event of it)
+    broker-filter        POST                            CLIENT: one per delivery attempt
+    broker-filter        dead-letter <trigger>           INTERNAL, around the dead-letter sends
+
+The services are Knative's own component names (activator, broker-ingress, broker-filter), so
+the same picture reads alike on a cluster. The broker ingress writes its PRODUCER span into the
+event as the CloudEvents Distributed Tracing extension (`traceparent`, `tracestate`): that is
+how the consumer of a stored event, on any backend (a Kafka record's `ce_traceparent` header
+included), continues the trace. Attribute names follow OpenTelemetry's semantic conventions for
+HTTP, messaging and CloudEvents (`cloudevents.event_id`, `cloudevents.event_type`, …).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from knlocal.errors import ConfigError
+from knlocal.eventing.events import BaseCloudEvent, replace_attributes
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer
+
+#: Where `make zipkin` listens; the exporter's default is `localhost`, which may be ::1.
+ZIPKIN_SPANS_URL = "http://127.0.0.1:9411/api/v2/spans"
+#: The CloudEvents Distributed Tracing extension's attributes (and the W3C header names).
+TRACE_EXTENSIONS = ("traceparent", "tracestate")
+#: The extension naming the operation (functions/catalog.py): an attribute of every event span,
+#: so that Zipkin finds an operation's trace by `annotationQuery=operationid=<id>`.
+OPERATION_ID = "operationid"
+
+_tracers: dict[str, Tracer] = {}
+_shutdown: list[Any] = []
+
+
+def enabled() -> bool:
+    """Whether spans are recorded (see :func:`configure`)."""
+    return bool(_tracers)
+
+
+def exporter_name(environ: Mapping[str, str]) -> str | None:
+    """The exporter the OTEL_* variables choose (zipkin, otlp, console), or None when off."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    name = environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
+    return name if name and name != "none" else None
+
+
+def configure(environ: Mapping[str, str] = os.environ) -> bool:
+    """Record spans if `OTEL_TRACES_EXPORTER` names an exporter; return whether it does.
+
+    The sampler (`OTEL_TRACES_SAMPLER`, `…_ARG`), the batch settings (`OTEL_BSP_*`), the
+    endpoints and the resource attributes are read by the SDK itself from the same variables.
+    """
+    name = exporter_name(environ)
+    if name is None or _tracers:
+        return bool(_tracers)
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    for service in ("ingress", "activator", "broker-ingress", "broker-filter"):
+        # The service alone: the SDK's default attributes would be tags of every exported span.
+        provider = TracerProvider(resource=Resource({"service.name": service}))
+        # One processor (and exporter) per service: Zipkin's exporter names a whole batch
+        # after the service of its first span.
+        provider.add_span_processor(BatchSpanProcessor(span_exporter(name, environ)))
+        _tracers[service] = provider.get_tracer("knlocal")
+        _shutdown.append(provider)
+    return True
+
+
+def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
+    """The SpanExporter called `name` (the values OTEL_TRACES_EXPORTER takes)."""
+    if name == "zipkin":
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+        return ZipkinExporter(
+            endpoint=environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT", ZIPKIN_SPANS_URL)
+        )
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    raise ConfigError(
+        f"OTEL_TRACES_EXPORTER: expected zipkin, otlp, console or none; found {name!r}"
+    )
+
+
+def shutdown() -> None:
+    """Export what is buffered and stop (the runtime's last step)."""
+    while _shutdown:
+        _shutdown.pop().shutdown()
+    _tracers.clear()
+
+
+# -- context ------------------------------------------------------------------------------------
+
+
+def _extract(carrier: Mapping[str, str]) -> Context:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator().extract(
+        {k: carrier[k] for k in TRACE_EXTENSIONS if carrier.get(k)}
+    )
+
+
+def _current_headers() -> dict[str, str]:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier
+
+
+def inject(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """`headers` with the current span as `traceparent` (a copy), or `headers` when off."""
+    if not _tracers:
+        return headers
+    out = {k: v for k, v in headers.items() if k.lower() not in TRACE_EXTENSIONS}
+    out.update(_current_headers())
+    return out
+
+
+@contextlib.contextmanager
+def _attached(context: Context) -> Iterator[None]:
+    from opentelemetry import context as otel_context
+
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def incoming(headers: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
+    """Make an HTTP request's `traceparent` the parent of the spans started within."""
+    if not _tracers or "traceparent" not in headers:
+        return contextlib.nullcontext()
+    return _attached(_extract({k: headers.get(k, "") for k in TRACE_EXTENSIONS}))
+
+
+# -- spans --------------------------------------------------------------------------------------
+
+
+def _event_attributes(event: BaseCloudEvent) -> dict[str, Any]:
+    # Few on purpose: the SDK checks every attribute of every span, the most of a span's cost.
+    attributes = {
+        "cloudevents.event_id": event.get_id(),
+        "cloudevents.event_type": event.get_type(),
+    }
+    operation = event.get_extension(OPERATION_ID)
+    if operation is not None:
+        attributes[OPERATION_ID] = str(operation)
+    return attributes
+
+
+class _Current:
+    """A started span as the current one while entered; ended on exit (an error: ERROR).
+
+    The SDK's `start_as_current_span` does the same through two generator-based context
+    managers; this is the hot path of every hop, so it is done by hand.
+    """
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.token: object = None
+
+    def __enter__(self) -> Span:
+        from opentelemetry import context, trace
+
+        self.token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        from opentelemetry import context
+        from opentelemetry.trace import Status, StatusCode
+
+        if error is not None:
+            self.span.record_exception(error)
+            self.span.set_status(
+                Status(StatusCode.ERROR, f"{kind.__name__ if kind else ''}: {error}")
+            )
+        self.span.end()
+        context.detach(self.token)  # type: ignore[arg-type]
+
+
+def _span(
+    service: str,
+    name: str,
+    kind: str,
+    attributes: Mapping[str, Any],
+    context: Context | None = None,
+    start_time: int | None = None,
+) -> _Current:
+    from opentelemetry.trace import SpanKind
+
+    span = _tracers[service].start_span(
+        name, context=context, kind=SpanKind[kind], attributes=attributes, start_time=start_time
+    )
+    return _Current(span)
+
+
+def ingress_span(method: str, path: str, headers: Mapping[str, str]) -> Any:
+    """The public ingress's SERVER span for one request (parent: its `traceparent`)."""
+    if not _tracers:
+        return contextlib.nullcontext()
+    context = _extract({k: headers.get(k, "") for k in TRACE_EXTENSIONS})
+    attributes = {"http.request.method": method, "url.path": path, "url.scheme": "http"}
+    return _span("ingress", f"{method} {path}", "SERVER", attributes, context)
+
+
+def response(span: Span | None, status: int) -> None:
+    """Record an HTTP answer on a SERVER or CLIENT span (5xx, or a None status, is an error)."""
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    if status:
+        span.set_attribute("http.response.status_code", status)
+    if not status or status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+
+
+class _Activator:
+    """The activator span of one request; records the hold while the revision scales up."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.arrived_ns = time.time_ns()
+
+    def held(self, cold_start_seconds: float | None) -> None:
+        """The request got an instance; `cold_start_seconds` when it waited for a new one."""
+        if cold_start_seconds is None:
+            return
+        held_ns = time.time_ns() - self.arrived_ns
+        self.span.set_attribute("knative.activator.held_ms", round(held_ns / 1e6, 3))
+        self.span.add_event(
+            "cold start", {"knative.cold_start.ms": round(cold_start_seconds * 1000, 3)}
+        )
+        tracer = _tracers["activator"]
+        hold = tracer.start_span("hold (scale from zero)", start_time=self.arrived_ns)
+        hold.end()
+
+
+@contextlib.contextmanager
+def _activator(service: str) -> Iterator[_Activator]:
+    with _span("activator", f"activator {service}", "INTERNAL", {"knative.service": service}) as s:
+        yield _Activator(s)
+
+
+def activator_span(service: str) -> Any:
+    """The activator's span for one request to `service` (None-yielding when off)."""
+    if not _tracers:
+        return contextlib.nullcontext()
+    return _activator(service)
+
+
+@contextlib.contextmanager
+def _publish(broker: str, system: str, event: BaseCloudEvent) -> Iterator[list[BaseCloudEvent]]:
+    attributes = {
+        **_event_attributes(event),
+        "messaging.system": system,
+        "messaging.operation.type": "send",
+        "messaging.destination.name": broker,
+    }
+    with _span("broker-ingress", f"publish {broker}", "PRODUCER", attributes):
+        carrier = _current_headers()
+        yield [replace_attributes(event, {k: carrier[k] for k in carrier})]
+
+
+def publish_span(broker: str, system: str, event: BaseCloudEvent) -> Any:
+    """The broker ingress's PRODUCER span; yields `[event]` carrying it as its `traceparent`."""
+    if not _tracers:
+        return contextlib.nullcontext([event])
+    return _publish(broker, system, event)
+
+
+@contextlib.contextmanager
+def _consume(trigger: str, broker: str, event: BaseCloudEvent, filtered_ns: int) -> Iterator[Span]:
+    carrier = {k: str(event.get_extension(k) or "") for k in TRACE_EXTENSIONS}
+    attributes = {
+        **_event_attributes(event),
+        "messaging.operation.type": "process",
+        "messaging.destination.name": broker,
+        "messaging.consumer.group.name": trigger,
+    }
+    with _span(
+        "broker-filter", f"process {broker}", "CONSUMER", attributes, _extract(carrier), filtered_ns
+    ) as span:
+        # The filter, evaluated in microseconds just before: an event of the span.
+        span.add_event(f"filter {trigger}: pass", timestamp=filtered_ns)
+        yield span
+
+
+def consume_span(trigger: str, broker: str, event: BaseCloudEvent, filtered_ns: int) -> Any:
+    """A Trigger's CONSUMER span for an event its filter passed (parent: the event's
+    `traceparent`), from the filter's evaluation at `filtered_ns` on."""
+    if not _tracers:
+        return contextlib.nullcontext()
+    return _consume(trigger, broker, event, filtered_ns)
+
+
+def attempt_span(url: str, attempt: int, backoff_seconds: float) -> Any:
+    """A CLIENT span for one delivery attempt (retries carry `http.request.resend_count`)."""
+    if not _tracers:
+        return contextlib.nullcontext()
+    attributes: dict[str, Any] = {
+        "http.request.method": "POST",
+        "url.full": url,
+        "knative.delivery.attempt": attempt,
+    }
+    if attempt > 1:
+        attributes["http.request.resend_count"] = attempt - 1
+        attributes["knative.delivery.backoff_ms"] = round(backoff_seconds * 1000, 3)
+    return _span("broker-filter", "POST", "CLIENT", attributes)
+
+
+def attempt_result(span: Span | None, status: int | None, error: str, retriable: bool) -> None:
+    """Record how an attempt ended; a failed one says whether it will be retried."""
+    if span is None:
+        return
+    response(span, status or 0)
+    if error or (status is not None and status >= 300):
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR, error or f"HTTP {status}"))
+        span.set_attribute("knative.delivery.retriable", retriable)
+        if error:
+            span.set_attribute("error.type", error.split(":")[0])
+        elif status is not None:
+            span.set_attribute("error.type", str(status))
+
+
+def dead_letter_span(trigger: str, destination: str, status: int | None) -> Any:
+    """The span around a dead-letter delivery: which destination failed, with what status."""
+    if not _tracers:
+        return contextlib.nullcontext()
+    attributes = {"knative.trigger": trigger, "knative.error.destination": destination}
+    if status is not None:
+        attributes["knative.error.code"] = str(status)
+    return _span("broker-filter", f"dead-letter {trigger}", "INTERNAL", attributes)

@@ -86,6 +86,13 @@ wait_ready() {
     local timeout=$1 probe=$2 pid start=$SECONDS
     while true; do
         if ! pid=$(running_pid); then
+            # Right after launch the pid may still be the forked shell, not yet exec'd into the
+            # server (its command line is the script's): wait while that pid lives.
+            pid=$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null || true)
+            if [[ -n "$pid" ]] && alive "$pid" && (( SECONDS - start < timeout )); then
+                sleep 0.1
+                continue
+            fi
             echo "---- last lines of $LOG_FILE ----" >&2
             tail -n 25 "$LOG_FILE" >&2 2>/dev/null || true
             rm -f "$PID_FILE"

@@ -116,10 +116,10 @@ image: ## build the function image IMAGE with docker, else podman (BASE_IMAGE=lo
 			"(as root: bash tools/podman.sh install)"; exit 1; \
 	fi
 
-manifests: ## print the YAML `make deploy` applies (BROKER=kafka|inmemory, IMAGE=…, TRACING=otlp)
+manifests: ## print the YAML `make deploy` applies (BROKER=inmemory|kafka|rabbitmq|nats, IMAGE=…, TRACING=otlp)
 	@BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' bash deploy/render.sh
 
-deploy: $(STAMP) ## apply the manifests to kubectl's current cluster; switches BROKER on a live cluster (BROKER=kafka|inmemory, IMAGE=…)
+deploy: $(STAMP) ## apply the manifests to kubectl's current cluster; switches BROKER on a live cluster (BROKER=inmemory|kafka|rabbitmq|nats, IMAGE=…)
 	BROKER='$(BROKER)' IMAGE='$(IMAGE)' TRACING='$(TRACING)' PYTHON='$(BIN)/python' bash deploy/deploy.sh
 
 undeploy: ## delete what deploy created (nothing of the Knative install: the bundle has none of it)

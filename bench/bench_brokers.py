@@ -10,8 +10,9 @@ For each backend, on the shared server (`make rabbitmq`, `make nats`), with a Br
    consumer acking each message, no CloudEvents.
 
 3. **runtime**: `knlocal burst` at 100 users/s for SECONDS through `knlocal run` with
-   BROKER=rabbitmq and BROKER=nats (bench/bench_kafka.py's measurement, warmed up): `POST /users`
-   latency and time to `completed`.
+   BROKER=rabbitmq and BROKER=nats, each on a private server of its own (tools/rabbitmq.sh,
+   tools/nats.sh on free ports), and BROKER=inmemory as the baseline (bench/bench_kafka.py's
+   measurement, warmed up): `POST /users` latency and time to `completed`.
 
 RabbitMQ also gets pika (blocking, publisher confirms, one publisher: pika has no concurrency
 within a connection) when it is installed, the measurement behind choosing aio-pika.
@@ -25,7 +26,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from cloudevents.core.v1.event import CloudEvent
 from nats.js.api import StreamConfig
 
 from bench.bench_kafka import through_runtime
+from knlocal.apis import loader
 from knlocal.apis.classes import MT_CHANNEL_BASED_BROKER, RABBITMQ_BROKER
 from knlocal.apis.eventing import Broker
 from knlocal.eventing.backends import registry
@@ -43,9 +45,18 @@ from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.eventing.events import encode_binary
 from knlocal.settings import Settings
 from knuser_tools.burst import machine_info
+from tests.servers import PrivateServer
 
 RESULTS = Path(__file__).parent / "results"
-NATS_TEMPLATE = {"channel-template-spec": "kind: NatsJetStreamChannel\n"}
+#: The runtime's setting naming each server (tests/knlocal/test_broker_faults.py's).
+URL_VARIABLE = {"rabbitmq": "RABBITMQ_URL", "nats": "NATS_URL"}
+
+
+def manifest_config(kind: str) -> Mapping[str, str]:
+    """The Broker's config as brokers/<kind>/ declares it (RabbitMQ: its queueType)."""
+    system = loader.load(Settings(broker=kind, manifests=Path(__file__).parents[1]))
+    [broker] = system.brokers.values()
+    return system.broker_config(broker)
 
 
 def make_event(index: int) -> CloudEvent:
@@ -77,7 +88,7 @@ async def backend_rate(kind: str, count: int, concurrency: int) -> float:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     broker_class = RABBITMQ_BROKER if kind == "rabbitmq" else MT_CHANNEL_BASED_BROKER
     broker = Broker(name, "default", broker_class, None, None)
-    backend = registry.create(broker, NATS_TEMPLATE if kind == "nats" else {}, Settings.from_env())
+    backend = registry.create(broker, manifest_config(kind), Settings.from_env())
     await backend.open()
     subscription = await backend.subscribe(f"knative-trigger-default-{name}", ordered=False)
     events = [make_event(i) for i in range(count)]
@@ -122,7 +133,7 @@ async def plain_rabbitmq(count: int, concurrency: int) -> float:
     consumer_channel = await connection.channel()
     await consumer_channel.set_qos(prefetch_count=1000)
     queue = await consumer_channel.declare_queue(
-        name, durable=True, arguments={"x-queue-type": "quorum"}
+        name, durable=True, arguments={"x-queue-type": manifest_config("rabbitmq")["queueType"]}
     )
     await queue.bind(name, arguments={"x-match": "all"})
     received = 0
@@ -225,6 +236,25 @@ async def plain_nats(count: int, concurrency: int) -> float:
     return count / elapsed
 
 
+def runtime_burst(kind: str, seconds: float) -> dict[str, Any]:
+    """100 users/s through `knlocal run` on `kind`; RabbitMQ and NATS on a private server, so
+    that what the burst leaves unfinished in the durable queues is not left on the shared one."""
+    if kind not in URL_VARIABLE:
+        return through_runtime(kind, None, 100.0, seconds)
+    server = PrivateServer(kind)
+    server.start()
+    saved = os.environ.get(URL_VARIABLE[kind])
+    os.environ[URL_VARIABLE[kind]] = server.url
+    try:
+        return through_runtime(kind, None, 100.0, seconds)
+    finally:
+        if saved is None:
+            del os.environ[URL_VARIABLE[kind]]
+        else:
+            os.environ[URL_VARIABLE[kind]] = saved
+        server.stop()
+
+
 async def main(count: int, concurrency: int, seconds: float) -> dict[str, Any]:
     """Every measurement, in one run."""
     loadavg_before = os.getloadavg()
@@ -244,11 +274,10 @@ async def main(count: int, concurrency: int, seconds: float) -> dict[str, Any]:
         },
     }
     if seconds > 0:
-        # Kafka's address is unused with these brokers.
-        servers = Settings.from_env().kafka_bootstrap_servers
-        for kind in ("rabbitmq", "nats"):
-            result[kind]["runtime_100_per_s"] = await asyncio.to_thread(
-                through_runtime, kind, servers, 100.0, seconds
+        # BROKER=inmemory is the same run's baseline; Kafka's is `make bench` (bench_kafka.py).
+        for kind in ("inmemory", "rabbitmq", "nats"):
+            result.setdefault(kind, {})["runtime_100_per_s"] = await asyncio.to_thread(
+                runtime_burst, kind, seconds
             )
     result["machine"] = machine_info(loadavg_before, os.getloadavg())
     return result

@@ -276,18 +276,20 @@ def _steps(burst: Callable[..., BurstConfig], broker: str, steps: Sequence[int])
 
 
 def through_runtime(
-    broker: str, kafka_server: PrivateServer, rate: float, seconds: float, steps: Sequence[int]
+    broker: str,
+    kafka_server: PrivateServer | None,
+    rate: float,
+    seconds: float,
+    steps: Sequence[int] = (),
 ) -> dict[str, Any]:
     """`knlocal run` with `broker`, warmed up, then `knlocal burst` at `rate` for `seconds`,
-    with the CPU time each process role (Kafka's JVM included) spent on the burst; then the
-    sustained-rate steps and the memory at rest and at peak."""
-    servers = kafka_server.url
+    with the CPU time each process role (Kafka's JVM included, when given) spent on the burst;
+    then the sustained-rate steps and the memory at rest and at peak."""
+    env = {"BROKER": broker, "STORE": "sqlite"}
+    if kafka_server is not None:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_server.url
     with tempfile.TemporaryDirectory(prefix=f"bench-{broker}-") as data:
-        runtime = RuntimeProcess(
-            Path(data),
-            {"BROKER": broker, "STORE": "sqlite", "KAFKA_BOOTSTRAP_SERVERS": servers},
-            cwd=ROOT,
-        )
+        runtime = RuntimeProcess(Path(data), env, cwd=ROOT)
         runtime.start()
         try:
             # Scale every function from zero first: cold starts are measured by `make bench`.
@@ -301,10 +303,12 @@ def through_runtime(
             )
             asyncio.run(Burst(burst(count=20, rate=20.0), progress=False).run())
             assert runtime.process is not None
-            kafka_pid = int(kafka_server.pid_file.read_text().strip())
+            servers = {}
+            if kafka_server is not None:
+                servers["kafka"] = int(kafka_server.pid_file.read_text().strip())
             at_rest = _at_rest(runtime)
             with PeakMemory(runtime.process.pid) as peak:
-                with CpuMeter(runtime.process.pid, {"kafka": kafka_pid}) as meter:
+                with CpuMeter(runtime.process.pid, servers) as meter:
                     json_path, png_path, report = run_burst(
                         burst(count=int(rate * seconds), rate=rate),
                         ["bench/bench_kafka.py", broker],

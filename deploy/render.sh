@@ -5,7 +5,7 @@
 #   BROKER=inmemory IMAGE=registry.example.com/knuser/functions:0.1.0 deploy/render.sh
 #
 # Environment:
-#   BROKER  kafka or inmemory: the overlay deploy/overlays/$BROKER (required)
+#   BROKER  inmemory, kafka, rabbitmq or nats: the overlay deploy/overlays/$BROKER (required)
 #   IMAGE   the function image, NAME[:TAG] or NAME@DIGEST (default: the manifests' own,
 #           dev.local/knuser-functions:0.1.0: Knative does not resolve dev.local to a digest, so
 #           a cluster whose nodes have that image loaded runs it as it is)

@@ -4,6 +4,7 @@ make a running Broker, a Trigger's dispatcher and a revision's environment.
 
 from collections.abc import Mapping
 
+from knlocal.apis.classes import RABBITMQ_BROKER
 from knlocal.apis.eventing import Broker, Trigger
 from knlocal.apis.serving import KnativeService
 from knlocal.eventing.backends import registry as backends
@@ -11,7 +12,7 @@ from knlocal.eventing.backends.base import BrokerBackend
 from knlocal.eventing.broker import BrokerTarget, RunningBroker
 from knlocal.eventing.correlation import NO_CORRELATION, Correlation
 from knlocal.eventing.delivery import effective_delivery
-from knlocal.eventing.dispatcher import TriggerDispatcher
+from knlocal.eventing.dispatcher import DEFAULT_PARALLELISM, TriggerDispatcher
 from knlocal.eventing.faults import FaultyBroker, FaultyTarget, Injector
 from knlocal.eventing.filters import build_trigger_filter
 from knlocal.eventing.sender import Target
@@ -27,7 +28,7 @@ async def open_broker(
 ) -> RunningBroker:
     """Open the backend of `broker`'s class and wrap it as a running Broker.
 
-    :param config: the data of the ConfigMap its `spec.config` names (empty for none).
+    :param config: the data of what its `spec.config` names (`System.broker_config`).
     :param faults: the fault injector of `knlocal run --faults`, if any.
     :raises ConfigError, BackendError: the backend cannot be opened.
     """
@@ -73,8 +74,15 @@ async def trigger_dispatcher(
     rules = faults.plan.triggers.get(trigger.key) if faults is not None else None
     if faults is not None and rules:
         subscriber = FaultyTarget(subscriber, trigger.key, rules, faults)
+    parallelism, ordered = DEFAULT_PARALLELISM, trigger.ordered
+    if broker_class is RABBITMQ_BROKER:
+        # §3.3: `parallelism` deliveries in flight, default 1; only 1 keeps the queue's order.
+        parallelism = trigger.parallelism or 1
+        ordered = parallelism == 1
     group = broker_class.consumer_group(trigger.namespace, trigger.name)
-    subscription = await broker.backend.subscribe(group, ordered=trigger.ordered)
+    subscription = await broker.backend.subscribe(
+        group, ordered=ordered, attributes=trigger.filter_attributes
+    )
     if isinstance(subscriber, FaultyTarget):
         subscriber.attach(subscription)
     return TriggerDispatcher(
@@ -87,7 +95,8 @@ async def trigger_dispatcher(
         dead_letter=dead_letter,
         subscription=subscription,
         reply=reply if reply is not None else BrokerTarget(broker, broker_url),
-        ordered=trigger.ordered,
+        parallelism=parallelism,
+        ordered=ordered,
         correlation=correlation,
         broker=trigger.broker,
     )

@@ -146,26 +146,4 @@ start() {
     wait_ready "$DYNAMODB_START_TIMEOUT" probe
 }
 
-cmd=${1:-}
-[[ $# -gt 0 ]] && shift
-case "$cmd" in
-start)
-    take_lock
-    start "$@"
-    ;;
-stop)
-    take_lock
-    stop_server
-    ;;
-status) status_server ;;
-wait)
-    pick_python
-    running_pid >/dev/null || die "not running; start it with: $0 start"
-    wait_ready "$DYNAMODB_START_TIMEOUT" probe
-    ;;
--h | --help | help) usage ;;
-*)
-    usage >&2
-    exit 2
-    ;;
-esac
+main "${DYNAMODB_START_TIMEOUT}" "$@"

@@ -4,6 +4,7 @@
 #   tools/nats.sh start    install the Debian package if missing, start, return once it answers
 #   tools/nats.sh stop     stop the server started by this script
 #   tools/nats.sh status   print whether it runs; exit 0 if running, 1 if not
+#   tools/nats.sh wait     wait until the running server answers
 #
 # Only the client port is opened (no monitoring, cluster, leaf or websocket port). JetStream's
 # store is .run/nats[-PORT]-data; one instance per NATS_PORT, so tests can run private ones
@@ -18,7 +19,7 @@ NAME=nats
 # shellcheck source-path=SCRIPTDIR source=service-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/service-common.sh"
 
-usage() { sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 NATS_PORT=${NATS_PORT:-4222}
 NATS_START_TIMEOUT=${NATS_START_TIMEOUT:-30}
@@ -44,18 +45,9 @@ PY
 }
 
 start() {
-    local pid
     pick_python
-    if pid=$(running_pid); then
-        say "already running (pid $pid) on 127.0.0.1:$NATS_PORT"
-        wait_ready "$NATS_START_TIMEOUT" probe
-        return 0
-    fi
-    if ! command -v nats-server >/dev/null 2>&1; then
-        say "installing Debian's nats-server…"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null ||
-            die "could not install nats-server (try: apt-get update)"
-    fi
+    already_running "$NATS_START_TIMEOUT" "127.0.0.1:$NATS_PORT" && return 0
+    command -v nats-server >/dev/null 2>&1 || apt_install nats-server
     port_free_or_die "$NATS_PORT"
     mkdir -p "$DATA_DIR"
     cat >"$CONF_FILE" <<CONF
@@ -72,20 +64,4 @@ CONF
     wait_ready "$NATS_START_TIMEOUT" probe
 }
 
-cmd=${1:-}
-case "$cmd" in
-start)
-    take_lock
-    start
-    ;;
-stop)
-    take_lock
-    stop_server
-    ;;
-status) status_server ;;
--h | --help | help) usage ;;
-*)
-    usage >&2
-    exit 2
-    ;;
-esac
+main "${NATS_START_TIMEOUT}" "$@"

@@ -4,6 +4,7 @@
 #   tools/rabbitmq.sh start    install the Debian package if missing, start, return once AMQP answers
 #   tools/rabbitmq.sh stop     stop the node started by this script (and its private epmd)
 #   tools/rabbitmq.sh status   print whether it runs; exit 0 if running, 1 if not
+#   tools/rabbitmq.sh wait     wait until the running node answers
 #
 # Every port RabbitMQ opens is on 127.0.0.1: AMQP (RABBITMQ_PORT), Erlang distribution
 # (RABBITMQ_DIST_PORT) and epmd (RABBITMQ_EPMD_PORT), which this script starts itself, bound to
@@ -23,7 +24,7 @@ NAME=rabbitmq
 # shellcheck source-path=SCRIPTDIR source=service-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/service-common.sh"
 
-usage() { sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 RABBITMQ_PORT=${RABBITMQ_PORT:-5672}
 for v in RABBITMQ_PORT; do [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"; done
@@ -44,9 +45,7 @@ PID_MATCH="-knlocal_node $NODE"
 
 install_server() {
     [[ -x "$SERVER" ]] && return 0
-    say "installing Debian's rabbitmq-server…"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null ||
-        die "could not install rabbitmq-server (try: apt-get update)"
+    apt_install rabbitmq-server
     # The package's own service is not wanted: this script runs the node, on loopback only.
     [[ ! -x /etc/init.d/rabbitmq-server ]] || /etc/init.d/rabbitmq-server stop >/dev/null 2>&1 || true
 }
@@ -77,6 +76,9 @@ start_epmd() {
     echo $! >"$pid_file"
 }
 
+# Run by main's stop, after the node.
+after_stop() { stop_epmd; }
+
 stop_epmd() {
     local pid_file pid
     pid_file=$(epmd_pid_file)
@@ -89,13 +91,8 @@ stop_epmd() {
 }
 
 start() {
-    local pid
     pick_python
-    if pid=$(running_pid); then
-        say "already running (pid $pid) on 127.0.0.1:$RABBITMQ_PORT"
-        wait_ready "$RABBITMQ_START_TIMEOUT" probe
-        return 0
-    fi
+    already_running "$RABBITMQ_START_TIMEOUT" "127.0.0.1:$RABBITMQ_PORT" && return 0
     install_server
     port_free_or_die "$RABBITMQ_PORT" "$RABBITMQ_DIST_PORT"
     mkdir -p "$DATA_DIR"
@@ -112,26 +109,10 @@ CONF
         RABBITMQ_NODE_PORT="$RABBITMQ_PORT" RABBITMQ_DIST_PORT="$RABBITMQ_DIST_PORT" \
         RABBITMQ_CONFIG_FILE="$DATA_DIR/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$DATA_DIR/enabled_plugins" \
         RABBITMQ_MNESIA_BASE="$DATA_DIR/mnesia" RABBITMQ_LOG_BASE="$DATA_DIR/log" RABBITMQ_LOGS=- \
+        ERL_CRASH_DUMP="$DATA_DIR/erl_crash.dump" \
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
         launch "$SERVER" -knlocal_node "$NODE"
     wait_ready "$RABBITMQ_START_TIMEOUT" probe
 }
 
-cmd=${1:-}
-case "$cmd" in
-start)
-    take_lock
-    start
-    ;;
-stop)
-    take_lock
-    stop_server
-    stop_epmd
-    ;;
-status) status_server ;;
--h | --help | help) usage ;;
-*)
-    usage >&2
-    exit 2
-    ;;
-esac
+main "${RABBITMQ_START_TIMEOUT}" "$@"

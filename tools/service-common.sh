@@ -1,9 +1,10 @@
 # shellcheck shell=bash disable=SC2034
-# Shared helpers for tools/kafka.sh and tools/dynamodb.sh (sourced, not run).
+# Shared helpers for tools/kafka.sh, dynamodb.sh, rabbitmq.sh and nats.sh (sourced, not run).
 #
 # The caller sets NAME (for messages), PID_FILE, LOG_FILE and PID_MATCH (a string
 # that must appear in the process's command line, so that a recycled pid is never
-# mistaken for our server) before using the functions below.
+# mistaken for our server) before using the functions below, and defines usage(), probe()
+# (true once the server serves clients) and start(); its last line is `main TIMEOUT "$@"`.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUN_DIR="$ROOT/.run"
@@ -85,6 +86,13 @@ wait_ready() {
     local timeout=$1 probe=$2 pid start=$SECONDS
     while true; do
         if ! pid=$(running_pid); then
+            # Right after launch the pid may still be the forked shell, not yet exec'd into the
+            # server (its command line is the script's): wait while that pid lives.
+            pid=$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null || true)
+            if [[ -n "$pid" ]] && alive "$pid" && (( SECONDS - start < timeout )); then
+                sleep 0.1
+                continue
+            fi
             echo "---- last lines of $LOG_FILE ----" >&2
             tail -n 25 "$LOG_FILE" >&2 2>/dev/null || true
             rm -f "$PID_FILE"
@@ -134,4 +142,48 @@ status_server() {
     fi
     say "not running"
     return 1
+}
+
+# apt_install PACKAGE: install one of Debian's packages (RabbitMQ and NATS come from Debian).
+apt_install() {
+    say "installing Debian's $1…"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null ||
+        die "could not install $1 (try: apt-get update)"
+}
+
+# already_running TIMEOUT WHERE: true (once it is ready) if our server runs already.
+already_running() {
+    local pid
+    pid=$(running_pid) || return 1
+    say "already running (pid $pid) on $2"
+    wait_ready "$1" probe
+}
+
+# main TIMEOUT COMMAND [ARGS…]: the scripts' commands, start [ARGS] | stop | status | wait | help.
+# stop also runs the caller's after_stop(), if it defines one.
+main() {
+    local timeout=$1 cmd=${2:-}
+    shift $(($# < 2 ? $# : 2))
+    case "$cmd" in
+    start)
+        take_lock
+        start "$@"
+        ;;
+    stop)
+        take_lock
+        stop_server
+        if declare -F after_stop >/dev/null; then after_stop; fi
+        ;;
+    status) status_server ;;
+    wait)
+        pick_python
+        running_pid >/dev/null || die "not running; start it with: $0 start"
+        wait_ready "$timeout" probe
+        ;;
+    -h | --help | help) usage ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+    esac
 }

@@ -18,6 +18,7 @@ from knlocal.apis.classes import (
 from knlocal.apis.duck import DeliverySpec, Destination, ObjectRef
 from knlocal.apis.filters import TriggerFilters, parse_filters
 from knlocal.apis.meta import ObjectMeta, mapping, required, string
+from knlocal.apis.rabbitmq import parse_parallelism
 from knlocal.errors import ManifestError
 
 #: Kafka broker Trigger annotation selecting per-partition order (§3.1).
@@ -55,11 +56,20 @@ class Trigger:
     #: `kafka.eventing.knative.dev/delivery.order: ordered` (§3.1).
     ordered: bool = False
     annotations: Mapping[str, str] = field(default_factory=dict)
+    #: `rabbitmq.eventing.knative.dev/parallelism`, when set (§3.3).
+    parallelism: int | None = None
 
     @property
     def key(self) -> str:
         """`<namespace>/<name>`, as the status and fault plans name it."""
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def filter_attributes(self) -> Mapping[str, str]:
+        """The legacy `spec.filter.attributes` (exact values; "" = any value) a backend may route
+        on (RabbitMQ binds its queue on them, §3.3); empty when a non-empty `spec.filters`
+        overrides them (§2.3), so that routing never drops an event the filters accept."""
+        return {} if self.filters.filters else self.filters.attributes
 
 
 def parse_broker(meta: ObjectMeta, spec: Mapping[str, Any]) -> Broker:
@@ -99,7 +109,8 @@ def _config_ref(value: Any, namespace: str) -> ObjectRef | None:
 
 
 def parse_trigger(meta: ObjectMeta, spec: Mapping[str, Any]) -> Trigger:
-    """Read a Trigger: broker, filters, subscriber, delivery and its ordering annotation.
+    """Read a Trigger: broker, filters, subscriber, delivery, its ordering and parallelism
+    annotations.
 
     :raises ManifestError: naming the file, the Trigger, the field, what was expected and found.
     """
@@ -124,6 +135,7 @@ def parse_trigger(meta: ObjectMeta, spec: Mapping[str, Any]) -> Trigger:
             delivery=DeliverySpec.from_manifest(spec.get("delivery")),
             ordered=order == "ordered",
             annotations=meta.annotations,
+            parallelism=parse_parallelism(meta.annotations),
         )
     except ManifestError as exc:
         raise ManifestError(f"{meta.where}: {exc}") from None

@@ -1,9 +1,9 @@
 """Read the manifests (knative/, brokers/<broker>/, triggers/, sources/) into a typed System.
 
 Config flows one way: YAML → the frozen values of :mod:`knlocal.apis` → the runtime's
-factories. Only the kinds the runtime runs are read; every other object (e.g. a
-RabbitmqBrokerConfig) is ignored. A reference to something that does not exist is an error at
-load time.
+factories. Only the kinds the runtime runs are read (a RabbitmqBrokerConfig among them: it
+configures the RabbitMQ backend); every other object is ignored. A reference to something that
+does not exist is an error at load time.
 """
 
 from collections.abc import Mapping
@@ -18,6 +18,7 @@ from knlocal.apis.duck import Destination
 from knlocal.apis.eventing import Broker, Trigger, parse_broker, parse_trigger
 from knlocal.apis.meta import ObjectMeta, mapping
 from knlocal.apis.networking import Route, parse_routes
+from knlocal.apis.rabbitmq import RabbitmqBrokerConfig, parse_rabbitmq_broker_config
 from knlocal.apis.serving import KnativeService, parse_service
 from knlocal.apis.sources import PingSource, SinkBinding, parse_ping_source, parse_sink_binding
 from knlocal.errors import ManifestError
@@ -35,6 +36,9 @@ class System:
     routes: tuple[Route, ...]
     config_maps: Mapping[tuple[str, str], ConfigMap] = field(default_factory=dict)
     ping_sources: tuple[PingSource, ...] = ()
+    rabbitmq_broker_configs: Mapping[tuple[str, str], RabbitmqBrokerConfig] = field(
+        default_factory=dict
+    )
 
     def config_map(self, namespace: str, name: str) -> Mapping[str, str]:
         """Return a ConfigMap's data, or an empty mapping when it is not declared."""
@@ -42,11 +46,17 @@ class System:
         return {} if found is None else found.data
 
     def broker_config(self, broker: Broker) -> Mapping[str, str]:
-        """The data of the ConfigMap a Broker's `spec.config` names; empty for any other kind."""
+        """The data of what a Broker's `spec.config` names: a ConfigMap or a RabbitmqBrokerConfig
+        (checked to exist at load); empty for none or any other kind."""
         ref = broker.config
-        if ref is None or ref.kind != "ConfigMap":
+        if ref is None:
             return {}
-        return self.config_map(ref.namespace or broker.namespace, ref.name)
+        key = (ref.namespace or broker.namespace, ref.name)
+        if ref.kind == "RabbitmqBrokerConfig":
+            return self.rabbitmq_broker_configs[key].data()
+        if ref.kind != "ConfigMap":
+            return {}
+        return self.config_map(*key)
 
 
 def load(settings: Settings) -> System:
@@ -82,6 +92,7 @@ _RUN_KINDS = frozenset(
         "sources.knative.dev/v1/PingSource",
         "networking.istio.io/v1/VirtualService",
         "v1/ConfigMap",
+        "eventing.knative.dev/v1alpha1/RabbitmqBrokerConfig",
     }
 )
 
@@ -97,6 +108,7 @@ class _Parsed:
     routes: list[Route] = field(default_factory=list)
     config_maps: dict[tuple[str, str], ConfigMap] = field(default_factory=dict)
     pings: list[PingSource] = field(default_factory=list)
+    rabbitmq_configs: dict[tuple[str, str], RabbitmqBrokerConfig] = field(default_factory=dict)
     origins: list[tuple[ObjectMeta, Trigger | SinkBinding | PingSource | Route]] = field(
         default_factory=list
     )
@@ -104,7 +116,7 @@ class _Parsed:
     def add(self, meta: ObjectMeta, document: Mapping[str, Any]) -> None:
         kind = f"{document.get('apiVersion', '')}/{meta.kind}"
         if kind not in _RUN_KINDS:
-            return  # e.g. a RabbitmqBrokerConfig: the cluster's, not the runtime's
+            return
         spec = mapping(document.get("spec"), f"{meta.where}: spec")
         if kind == "serving.knative.dev/v1/Service":
             self.services[meta.name] = parse_service(meta, spec)
@@ -125,6 +137,9 @@ class _Parsed:
                 self.origins.append((meta, route))
         elif kind == "v1/ConfigMap":
             self.config_maps[(meta.namespace, meta.name)] = parse_config_map(meta, document)
+        elif kind == "eventing.knative.dev/v1alpha1/RabbitmqBrokerConfig":
+            key = (meta.namespace, meta.name)
+            self.rabbitmq_configs[key] = parse_rabbitmq_broker_config(meta, spec)
 
 
 def build(documents: list[tuple[Path, Mapping[str, Any]]]) -> System:
@@ -140,9 +155,11 @@ def build(documents: list[tuple[Path, Mapping[str, Any]]]) -> System:
         routes=tuple(parsed.routes),
         config_maps=parsed.config_maps,
         ping_sources=tuple(parsed.pings),
+        rabbitmq_broker_configs=parsed.rabbitmq_configs,
     )
     for meta, item in parsed.origins:
         _check_references(system, meta, item)
+    _check_broker_configs(system)
     return system
 
 
@@ -197,3 +214,18 @@ def _check_references(
         raise ManifestError(
             f"{meta.where}: ingress route to {item.service!r}: no such Knative Service"
         )
+
+
+def _check_broker_configs(system: System) -> None:
+    """Refuse a Broker whose `spec.config` names a RabbitmqBrokerConfig the manifests lack
+    (Knative's RabbitMQ Broker would stay not ready)."""
+    for broker in system.brokers.values():
+        ref = broker.config
+        if ref is None or ref.kind != "RabbitmqBrokerConfig":
+            continue
+        key = (ref.namespace or broker.namespace, ref.name)
+        if key not in system.rabbitmq_broker_configs:
+            raise ManifestError(
+                f"Broker {broker.key}: spec.config: expected an existing RabbitmqBrokerConfig,"
+                f" found a reference to RabbitmqBrokerConfig {key[0]}/{key[1]}: not found"
+            )

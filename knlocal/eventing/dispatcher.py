@@ -56,6 +56,9 @@ from knlocal.eventing.sender import (
 
 log = logging.getLogger("knlocal.eventing")
 
+#: Deliveries in flight per Trigger unless its class says otherwise.
+DEFAULT_PARALLELISM = 100
+
 
 @dataclass
 class TriggerStats:
@@ -100,7 +103,7 @@ class TriggerDispatcher:
         dead_letter: Target | None,
         subscription: Subscription,
         reply: Target,
-        parallelism: int = 100,
+        parallelism: int = DEFAULT_PARALLELISM,
         ordered: bool = False,
         correlation: Correlation = NO_CORRELATION,
         broker: str = "",

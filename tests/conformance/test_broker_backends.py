@@ -87,7 +87,7 @@ class BackendCase:
     kne_headers_as_extensions: bool
 
     def config(self) -> Mapping[str, str]:
-        """The data of the Broker's ConfigMap, as brokers/<backend>/ declares it."""
+        """The data of the Broker's config, as brokers/<backend>/ declares it."""
         return _manifest_config(self.name)
 
 

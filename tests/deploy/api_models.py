@@ -9,7 +9,7 @@ taken for `8`.
 
 import json
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
@@ -24,6 +24,37 @@ with warnings.catch_warnings():
     from cloudcoil.models.knative_serving.serving import v1 as serving
     from cloudcoil.models.kubernetes.core import v1 as core
 
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class RabbitmqClusterReference(_Strict):
+    """eventing-rabbitmq's `RabbitmqClusterReference` (no generated model is published)."""
+
+    name: str | None = None
+    namespace: str | None = None
+    connectionSecret: dict[str, str] | None = None
+
+
+class RabbitmqBrokerConfigSpec(_Strict):
+    """`RabbitmqBrokerConfigSpec` of `pkg/apis/eventing/v1alpha1/rabbitmq_types.go` (§3.3)."""
+
+    rabbitmqClusterReference: RabbitmqClusterReference
+    queueType: Literal["quorum", "classic"] = "quorum"
+    vhost: str | None = None
+
+
+class RabbitmqBrokerConfig(_Strict):
+    """eventing-rabbitmq's `RabbitmqBrokerConfig`, written after its Go type (as the stand-in CRD
+    tools/cluster/rabbitmqbrokerconfig-crd.yaml is)."""
+
+    apiVersion: Literal["eventing.knative.dev/v1alpha1"]
+    kind: Literal["RabbitmqBrokerConfig"]
+    metadata: dict[str, Any]
+    spec: RabbitmqBrokerConfigSpec
+
+
 #: The API model of each (apiVersion, kind) this project writes or reads.
 MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
     ("v1", "ConfigMap"): core.ConfigMap,
@@ -35,6 +66,7 @@ MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
     ("sources.knative.dev/v1", "SinkBinding"): sources.SinkBinding,
     ("sources.knative.dev/v1", "PingSource"): sources.PingSource,
     ("networking.istio.io/v1", "VirtualService"): istio_networking.VirtualService,
+    ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"): RabbitmqBrokerConfig,
 }
 
 #: One expression of a Trigger's `filters` (the model types their nesting as free maps).

@@ -57,9 +57,31 @@ def _in_memory_config(config: Object) -> None:
     assert template == {"apiVersion": "messaging.knative.dev/v1", "kind": "InMemoryChannel"}
 
 
+def _nats_config(config: Object) -> None:
+    # §3.4: the channel template of eventing-natss, in a ConfigMap of the project's own.
+    assert (config["metadata"]["name"], config["metadata"]["namespace"]) == (
+        "knuser-natjsm-channel",
+        "default",
+    )
+    template = yaml.safe_load(config["data"]["channel-template-spec"])
+    assert template == {
+        "apiVersion": "messaging.knative.dev/v1alpha1",
+        "kind": "NatsJetStreamChannel",
+    }
+
+
+def _rabbitmq_config(config: Object) -> None:
+    # §3.3: the RabbitmqBrokerConfig names the RabbitmqCluster and the queue type.
+    assert config["kind"] == "RabbitmqBrokerConfig"
+    assert config["spec"]["rabbitmqClusterReference"]["name"]
+    assert config["spec"]["queueType"] in ("quorum", "classic")
+
+
 BROKERS = [
     BrokerCase("kafka", "Kafka", _kafka_config),
     BrokerCase("inmemory", "MTChannelBasedBroker", _in_memory_config),
+    BrokerCase("nats", "MTChannelBasedBroker", _nats_config),
+    BrokerCase("rabbitmq", "RabbitMQBroker", _rabbitmq_config),
 ]
 
 

@@ -12,7 +12,9 @@ Usage: make cluster-check            (or: bash tools/cluster/check.sh [--help])
 
 Starts, in a private network namespace (loopback only; nothing outside reaches it), etcd, a real
 kube-apiserver v1.34, kube-controller-manager, Knative Serving and Eventing v0.50.0 with their
-CRDs, ConfigMaps and admission webhooks, Istio's CRDs, and Serving's controller and autoscaler.
+CRDs, ConfigMaps and admission webhooks, Istio's CRDs, a stand-in of eventing-rabbitmq's
+RabbitmqBrokerConfig CRD (tools/cluster/rabbitmqbrokerconfig-crd.yaml), and Serving's controller
+and autoscaler.
 Then, for every broker overlay (deploy/overlays/*), it checks the whole `make manifests` bundle:
 
   1. a server-side dry run against the stock install: no denial, no `Warning:` line
@@ -150,11 +152,12 @@ cat_yaml "$S"/serving/config/core/100-namespace.yaml "$S"/eventing/config/core/1
 cat_yaml "$S"/serving/config/core/300-resources/*.yaml \
   "$S"/networking/config/{certificate,ingress,serverlessservice,domain-claim}.yaml \
   "$S"/caching/config/image.yaml "$S"/eventing/config/core/resources/*.yaml \
-  "$S"/istio/kubernetes/customresourcedefinitions.gen.yaml | "$PY" tools/cluster/webhook_port.py 8444 >"$W/crds.yaml"
+  "$S"/istio/kubernetes/customresourcedefinitions.gen.yaml tools/cluster/rabbitmqbrokerconfig-crd.yaml |
+  "$PY" tools/cluster/webhook_port.py 8444 >"$W/crds.yaml"
 k apply -f "$W/namespaces.yaml" >/dev/null
 k apply --server-side -f "$W/crds.yaml" >/dev/null
 k wait --for=condition=Established crd --all --timeout=60s >/dev/null
-say "$(k get crd -o name | wc -l) CRDs established (Knative Serving, Eventing, networking, caching; Istio)"
+say "$(k get crd -o name | wc -l) CRDs established (Knative Serving, Eventing, networking, caching; Istio; a stand-in RabbitmqBrokerConfig)"
 
 # --- L2 and L3: Knative's ConfigMaps, the webhooks' Services, Serving's controllers -----------
 cat_yaml "$S"/serving/config/core/configmaps/*.yaml "$S"/networking/config/config-network.yaml \
@@ -281,6 +284,18 @@ while out=$(k apply --dry-run=server -f "$W/negative.yaml" 2>&1); do
   sleep 1
 done
 say "negative control: a Service with containerConcurrency: -1 is denied:"
+printf '%s\n' "$out" | sed 's/^/        | /'
+# The stand-in RabbitmqBrokerConfig CRD checks its schema: a queue type it does not know is denied.
+cat >"$W/negative-rabbitmq.yaml" <<'EOF'
+apiVersion: eventing.knative.dev/v1alpha1
+kind: RabbitmqBrokerConfig
+metadata: {name: negative-control, namespace: default}
+spec: {rabbitmqClusterReference: {name: rabbitmq}, queueType: stream}
+EOF
+if out=$(k apply --dry-run=server -f "$W/negative-rabbitmq.yaml" 2>&1); then
+  fail "negative control: the RabbitmqBrokerConfig schema accepted queueType: stream" "$out"
+fi
+say "negative control: a RabbitmqBrokerConfig with queueType: stream is denied:"
 printf '%s\n' "$out" | sed 's/^/        | /'
 
 # --- The bundles ---------------------------------------------------------------------------

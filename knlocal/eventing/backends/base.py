@@ -8,6 +8,7 @@ filtering, delivery, replies, retries, backoff, dead-lettering — lives once, i
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from knlocal.apis.eventing import Broker
@@ -27,6 +28,10 @@ class Received:
     event: BaseCloudEvent
     ordering_key: Hashable = None
     token: Any = field(default=None)
+
+
+#: No `filter.attributes`: every event.
+NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 
 class Subscription(ABC):
@@ -75,10 +80,14 @@ class BrokerBackend(ABC):
         """
 
     @abstractmethod
-    async def subscribe(self, group: str, ordered: bool) -> Subscription:
+    async def subscribe(
+        self, group: str, ordered: bool, attributes: Mapping[str, str] = NO_ATTRIBUTES
+    ) -> Subscription:
         """Open the consumer group `group` (one per Trigger).
 
         :param ordered: the Trigger asks for per-partition order.
+        :param attributes: the Trigger's `filter.attributes`. A backend may route on them (RabbitMQ
+            binds its queue on them, §3.3) or ignore them: the dispatcher applies the full filter.
         """
 
     @abstractmethod

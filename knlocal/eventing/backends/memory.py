@@ -8,8 +8,9 @@ would hold each producer's request for the whole downstream flow.
 """
 
 import asyncio
+from collections.abc import Mapping
 
-from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
+from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent
 
 
@@ -50,7 +51,9 @@ class MemoryBackend(BrokerBackend):
         for subscription in self.subscriptions.values():
             subscription.queue.put_nowait(received)
 
-    async def subscribe(self, group: str, ordered: bool) -> Subscription:
+    async def subscribe(
+        self, group: str, ordered: bool, attributes: Mapping[str, str] = NO_ATTRIBUTES
+    ) -> Subscription:
         """See :meth:`BrokerBackend.subscribe`; the queue is FIFO, so order holds either way."""
         subscription = MemorySubscription(self, group)
         self.subscriptions[group] = subscription

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Final
 
 import nats
@@ -39,7 +40,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 
 from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError
-from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
+from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, encode_binary
 
 log = logging.getLogger("knlocal.eventing")
@@ -137,7 +138,9 @@ class NatsBackend(BrokerBackend):
                     ) from exc
             await asyncio.sleep(RETRY_SECONDS)
 
-    async def subscribe(self, group: str, ordered: bool) -> Subscription:
+    async def subscribe(
+        self, group: str, ordered: bool, attributes: Mapping[str, str] = NO_ATTRIBUTES
+    ) -> Subscription:
         """Bind the Trigger's durable consumer (created at the stream's end when new)."""
         config = ConsumerConfig(
             durable_name=group,

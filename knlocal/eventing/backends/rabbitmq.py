@@ -10,9 +10,13 @@ The layout is Knative's (knative-semantics.md §3.3), so RabbitMQ's own tools sh
 - publisher confirms: :meth:`RabbitMQBackend.publish` returns once RabbitMQ confirmed the message,
   so the ingress answers 202 only for stored events, and 503 otherwise (§2.2);
 - one durable queue per Trigger, named after its consumer group, of the RabbitmqBrokerConfig's
-  default type (quorum), bound to the exchange with ``x-match: all``. Knative puts the Trigger's
-  filter attributes in that binding; here the binding takes every event and the dispatcher
-  filters, as for every backend (README: differences per class);
+  `queueType`, bound to the exchange with ``x-match: all`` on the Trigger's `filter.attributes`
+  (eventing-rabbitmq `pkg/rabbit/binding.go`, with its ``x-knative-trigger`` label), so RabbitMQ
+  routes only matching events to the queue. An attribute whose value is ``""`` (any value, §2.1)
+  is left out of the binding, and the dispatcher still applies the whole filter (new-style
+  `filters` dialects RabbitMQ cannot express, and that presence check);
+- the queue's prefetch is 1 for an ordered Trigger (`parallelism` 1, §3.3), so RabbitMQ hands
+  out one event at a time and the queue's order is the delivery order;
 - manual acknowledgements: an event not acknowledged when its consumer's channel closes (or the
   runtime dies) is requeued by RabbitMQ and delivered again (at least once).
 
@@ -25,7 +29,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -35,11 +41,11 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import AMQPError, ChannelPreconditionFailed
 
 from knlocal.apis.eventing import Broker
 from knlocal.errors import BackendError
-from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
+from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
 from knlocal.eventing.events import BaseCloudEvent, InvalidEvent, decode_http, encode_binary
 
 log = logging.getLogger("knlocal.eventing")
@@ -57,6 +63,9 @@ CONFIRM_TIMEOUT_SECONDS: Final = 5.0
 RETRY_SECONDS: Final = 0.5
 #: eventing-rabbitmq's default queue type (`RabbitmqBrokerConfig.spec.queueType`, §3.3).
 QUEUE_TYPE: Final = "quorum"
+#: The binding argument naming the Trigger (eventing-rabbitmq `rabbit.BindingKey`); RabbitMQ's
+#: headers exchange does not match on arguments starting with ``x-``.
+TRIGGER_BINDING_KEY: Final = "x-knative-trigger"
 #: AMQP exceptions and lost connections, as aio-pika raises them (aiormq raises RuntimeError for
 #: a closed channel or connection).
 _FAILURES: Final = (AMQPError, ConnectionError, OSError, asyncio.TimeoutError, RuntimeError)
@@ -65,6 +74,12 @@ _FAILURES: Final = (AMQPError, ConnectionError, OSError, asyncio.TimeoutError, R
 def exchange_name(broker: Broker) -> str:
     """The headers exchange of a Broker (eventing-rabbitmq's ``b.<ns>.<name>``, without uid)."""
     return f"b.{broker.namespace}.{broker.name}"
+
+
+def binding_arguments(group: str, attributes: Mapping[str, str]) -> dict[str, Any]:
+    """The headers-exchange binding of a Trigger's queue: all of its exact attributes."""
+    exact = {name: value for name, value in attributes.items() if value != ""}
+    return {**exact, "x-match": "all", TRIGGER_BINDING_KEY: group}
 
 
 def to_message(event: BaseCloudEvent) -> aio_pika.Message:
@@ -111,8 +126,18 @@ class RabbitMQBackend(BrokerBackend):
 
     @property
     def url(self) -> str:
-        """RabbitMQ's address: the runtime's setting (the cluster's RabbitmqCluster locally)."""
-        return self.settings.rabbitmq_url
+        """RabbitMQ's address: the runtime's setting (the cluster's RabbitmqCluster locally),
+        with the RabbitmqBrokerConfig's vhost when it names one."""
+        vhost = self.config.get("vhost", "/")
+        parts = urlsplit(self.settings.rabbitmq_url)
+        if vhost == "/" and parts.path in ("", "/"):
+            return self.settings.rabbitmq_url
+        return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+
+    @property
+    def queue_type(self) -> str:
+        """The RabbitmqBrokerConfig's `queueType` (§3.3)."""
+        return self.config.get("queueType", QUEUE_TYPE)
 
     async def open(self) -> None:
         """Connect and declare the Broker's exchange.
@@ -150,25 +175,44 @@ class RabbitMQBackend(BrokerBackend):
                     raise BackendError(f"RabbitMQ at {self.url} did not confirm: {exc!r}") from exc
             await asyncio.sleep(RETRY_SECONDS)
 
-    async def subscribe(self, group: str, ordered: bool) -> Subscription:
-        """Declare the Trigger's queue, bind it and consume it.
+    async def subscribe(
+        self, group: str, ordered: bool, attributes: Mapping[str, str] = NO_ATTRIBUTES
+    ) -> Subscription:
+        """Declare the Trigger's queue, bind it on `attributes` and consume it.
 
-        A queue delivers in order; `ordered` keeps one partition key's events one at a time.
+        A queue delivers in order; `ordered` hands out one event at a time (prefetch 1).
         """
         try:
-            channel = await self._connection.channel()
-            await channel.set_qos(prefetch_count=MAX_UNACKED)
-            queue = await channel.declare_queue(
-                group, durable=True, arguments={"x-queue-type": QUEUE_TYPE}
-            )
-            await queue.bind(self.exchange, arguments={"x-match": "all"})
+            channel = await self._queue_channel(ordered)
+            try:
+                queue = await channel.declare_queue(
+                    group, durable=True, arguments={"x-queue-type": self.queue_type}
+                )
+            except ChannelPreconditionFailed as exc:
+                # A queue's type cannot change (§3.3: eventing-rabbitmq's Queue is immutable):
+                # keep the one there, with its events, and say how to change it.
+                log.warning(
+                    "queue %s exists with other arguments than queueType %s (%s); using it as"
+                    " it is: delete it (no consumer running) to have it declared anew",
+                    group,
+                    self.queue_type,
+                    exc,
+                )
+                channel = await self._queue_channel(ordered)
+                queue = await channel.declare_queue(group, passive=True)
+            await queue.bind(self.exchange, arguments=binding_arguments(group, attributes))
         except _FAILURES as exc:
             raise BackendError(
-                f"RabbitMQ at {self.url}: cannot open queue {group}: {exc!r}"
+                f"RabbitMQ at {self.url}: cannot open {self.queue_type} queue {group}: {exc!r}"
             ) from exc
         subscription = RabbitMQSubscription(channel, queue)
         await subscription.start()
         return subscription
+
+    async def _queue_channel(self, ordered: bool) -> AbstractChannel:
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=1 if ordered else MAX_UNACKED)
+        return channel
 
     async def close(self) -> None:
         """See :meth:`BrokerBackend.close`."""
@@ -199,7 +243,8 @@ class RabbitMQSubscription(Subscription):
             )
             await message.ack()
             return
-        self._received.put_nowait(Received(event, event.get_extension("partitionkey"), message))
+        # The queue is the unit of order (§3.3): an ordered Trigger takes its events one by one.
+        self._received.put_nowait(Received(event, self.queue.name, message))
 
     async def receive(self) -> Received:
         """See :meth:`Subscription.receive`."""

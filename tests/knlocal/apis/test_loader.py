@@ -235,6 +235,61 @@ def ingress(service_name: str) -> tuple[Path, dict[str, Any]]:
     }
 
 
+RABBITMQ_CONFIG_FILE = Path("brokers/rabbitmq/broker.yaml")
+
+
+def rabbitmq_config(**spec: Any) -> tuple[Path, dict[str, Any]]:
+    """A RabbitmqBrokerConfig document; `spec` overrides a valid one."""
+    return RABBITMQ_CONFIG_FILE, {
+        "apiVersion": "eventing.knative.dev/v1alpha1",
+        "kind": "RabbitmqBrokerConfig",
+        "metadata": {"name": "c", "namespace": "default"},
+        "spec": {"rabbitmqClusterReference": {"name": "rabbitmq"}, **spec},
+    }
+
+
+def test_s3_3_the_rabbitmq_broker_reads_its_rabbitmq_broker_config() -> None:
+    """brokers/rabbitmq: the Broker's RabbitmqBrokerConfig (classic queues, see its comment)."""
+    system = load(Settings(broker="rabbitmq", manifests=ROOT))
+    [config] = system.rabbitmq_broker_configs.values()
+    assert system.brokers[("default", "default")].config == ObjectRef(
+        "eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig", config.name, "default"
+    )
+    assert config.data() == {
+        "rabbitmqClusterReference": "default/rabbitmq",
+        "queueType": "classic",
+        "vhost": "/",
+    }
+    # The flow needs no order: every Trigger asks for 100 deliveries in flight.
+    assert {t.parallelism for t in system.triggers} == {100}
+
+
+def test_s3_3_a_broker_naming_a_missing_rabbitmq_broker_config_is_refused() -> None:
+    """Knative's RabbitMQ Broker stays not ready without its config; here loading fails."""
+    path, document = broker()
+    document["spec"] = {"config": {"kind": "RabbitmqBrokerConfig", "name": "ghost"}}
+    with pytest.raises(ManifestError, match="RabbitmqBrokerConfig default/ghost: not found"):
+        build([service(), (path, document), rabbitmq_config()])
+
+
+def test_s3_3_trigger_filter_attributes_and_parallelism_are_parsed() -> None:
+    """`filter.attributes` (what RabbitMQ binds on) and the parallelism annotation."""
+    path, document = trigger(filter={"attributes": {"type": "x", "source": ""}})
+    document["metadata"]["annotations"] = {"rabbitmq.eventing.knative.dev/parallelism": "8"}
+    [parsed] = build([service(), broker(), (path, document)]).triggers
+    assert parsed.filter_attributes == {"type": "x", "source": ""}
+    assert parsed.parallelism == 8
+
+
+def test_s2_3_filter_attributes_overridden_by_filters_are_not_routed_on() -> None:
+    """A non-empty `spec.filters` overrides `filter.attributes` (§2.3): a backend routing on the
+    attributes would drop events the filters accept, so none are given to it."""
+    spec = {"filter": {"attributes": {"type": "x"}}, "filters": [{"exact": {"type": "y"}}]}
+    [parsed] = build([service(), broker(), trigger(**spec)]).triggers
+    assert parsed.filters.attributes == {"type": "x"}
+    assert parsed.filter_attributes == {}
+
+
 def test_valid_documents_build() -> None:
     """The small valid system the broken cases start from builds."""
     system = build([service(), broker(), trigger(), binding("a"), ingress("a")])
@@ -347,6 +402,37 @@ BROKEN: list[tuple[str, list[tuple[Path, dict[str, Any]]], Path, str]] = [
         ],
         TRIGGER_FILE,
         "expected ordered or unordered, found 'sorted'",
+    ),
+    (
+        "rabbitmq-parallelism-out-of-range",
+        [
+            service(),
+            broker(),
+            (
+                TRIGGER_FILE,
+                {
+                    **trigger()[1],
+                    "metadata": {
+                        "name": "t",
+                        "annotations": {"rabbitmq.eventing.knative.dev/parallelism": "1001"},
+                    },
+                },
+            ),
+        ],
+        TRIGGER_FILE,
+        "expected a whole number from 1 to 1000, found '1001'",
+    ),
+    (
+        "rabbitmq-broker-config-bad-queue-type",
+        [service(), broker(), rabbitmq_config(queueType="stream")],
+        RABBITMQ_CONFIG_FILE,
+        "spec.queueType: expected one of quorum, classic, found 'stream'",
+    ),
+    (
+        "rabbitmq-broker-config-without-cluster",
+        [service(), broker(), rabbitmq_config(rabbitmqClusterReference=None)],
+        RABBITMQ_CONFIG_FILE,
+        "spec.rabbitmqClusterReference.name: expected a non-empty string, found none",
     ),
     (
         "broker-bad-delivery-format",

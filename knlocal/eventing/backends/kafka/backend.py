@@ -16,11 +16,12 @@ The `rebalance` fault asks a member to do the same without dying
 import asyncio
 import itertools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from knlocal.errors import BackendError
-from knlocal.eventing.backends.base import BrokerBackend, Received, Subscription
+from knlocal.eventing.backends.base import NO_ATTRIBUTES, BrokerBackend, Received, Subscription
 from knlocal.eventing.backends.kafka.config import topic_name, topic_settings
 from knlocal.eventing.backends.kafka.group import Record
 from knlocal.eventing.backends.kafka.supervisor import DataPlaneProcess
@@ -146,7 +147,9 @@ class KafkaBackend(BrokerBackend):
                     )
                 )
 
-    async def subscribe(self, group: str, ordered: bool) -> Subscription:
+    async def subscribe(
+        self, group: str, ordered: bool, attributes: Mapping[str, str] = NO_ATTRIBUTES
+    ) -> Subscription:
         """Join consumer group `group`; its position is fixed before this returns.
 
         A new group starts at the end of the topic (§3.1); an existing one resumes where it

@@ -30,6 +30,11 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 from nats.js.errors import NotFoundError
 
+from knlocal.apis.classes import KAFKA_BROKER, RABBITMQ_BROKER
+from knlocal.apis.eventing import Broker
+from knlocal.eventing.backends.kafka import topic_name
+from knlocal.eventing.backends.nats import stream_name
+from knlocal.eventing.backends.rabbitmq import exchange_name
 from knlocal.process import descendants, free_port
 from knlocal.settings import Settings
 
@@ -256,3 +261,19 @@ def drop_nats(url: str, streams: Iterable[str]) -> None:
             await client.close()
 
     asyncio.run(drop())
+
+
+def forget_broker_state(
+    backend: str, url: str, broker: str, triggers: Iterable[str], namespace: str = "default"
+) -> None:
+    """Delete what a Broker and its Triggers created on a server (topic and groups, exchange and
+    queues, or stream), so a runtime on a shared server starts from nothing left by another."""
+    ref = Broker(broker, namespace, KAFKA_BROKER, None, None)  # the names depend on these only
+    if backend == "kafka":
+        groups = [KAFKA_BROKER.consumer_group(namespace, t) for t in triggers]
+        drop_kafka(url, [topic_name(ref)], groups)
+    elif backend == "rabbitmq":
+        queues = [RABBITMQ_BROKER.consumer_group(namespace, t) for t in triggers]
+        drop_rabbitmq(url, [exchange_name(ref)], queues)
+    elif backend == "nats":
+        drop_nats(url, [stream_name(ref)])

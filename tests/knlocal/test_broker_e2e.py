@@ -16,9 +16,10 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from knlocal.apis.loader import load
 from knlocal.settings import Settings
 from knuser_tools.runtime import KnuserRuntime
-from tests.servers import require_shared
+from tests.servers import forget_broker_state, require_shared
 
 #: The events one user creation puts on the Broker (triggers/), by type.
 FLOW_TYPES = {
@@ -35,7 +36,11 @@ def runtime(
 ) -> Iterator[KnuserRuntime]:
     """`knlocal run` with BROKER=rabbitmq, then BROKER=nats, on the shared servers."""
     kind: str = request.param
-    require_shared(kind)
+    settings = require_shared(kind)
+    # The manifests' fixed names: what another runtime left on the shared server would be
+    # consumed (or refused, if declared otherwise) by this one.
+    url = settings.rabbitmq_url if kind == "rabbitmq" else settings.nats_url
+    forget_broker_state(kind, url, "default", [t.name for t in load(Settings()).triggers])
     with KnuserRuntime(tmp_path_factory.mktemp(f"{kind}-e2e"), {"BROKER": kind}) as process:
         yield process
 

@@ -31,19 +31,12 @@ from typing import Any
 import pytest
 import yaml
 
-from knlocal.apis.classes import KAFKA_BROKER, RABBITMQ_BROKER
-from knlocal.apis.eventing import Broker
-from knlocal.eventing.backends.kafka import topic_name
-from knlocal.eventing.backends.nats import stream_name
-from knlocal.eventing.backends.rabbitmq import exchange_name
 from knuser_tools.burst import check_stores
 from knuser_tools.runtime import KnuserRuntime
 from tests.flows import post_users, users_by_operation, wait_final
 from tests.servers import (
     ROOT,
-    drop_kafka,
-    drop_nats,
-    drop_rabbitmq,
+    forget_broker_state,
     require_kafka,
     require_nats,
     require_rabbitmq,
@@ -53,6 +46,7 @@ BURST = 20
 PER_SECOND = 10.0
 FINISH_SECONDS = 60.0
 NAMESPACE = "default"
+URL_SETTING = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "rabbitmq": "RABBITMQ_URL", "nats": "NATS_URL"}
 TRIGGERS = ("user-create", "user-approve", "user-create-response", "operation-update")
 
 #: One rule per plan, on every Trigger (or on the Broker), hitting many deliveries; every
@@ -114,20 +108,6 @@ def isolated_manifests(folder: Path, suffix: str) -> Path:
     return folder
 
 
-def forget_server_state(backend: str, env: dict[str, str], suffix: str) -> None:
-    """Delete what the case's Broker and Triggers created on the shared server."""
-    broker = Broker(f"faults-{suffix}", NAMESPACE, KAFKA_BROKER, None, None)
-    triggers = [f"{t}-{suffix}" for t in TRIGGERS]
-    if backend == "kafka":
-        groups = [KAFKA_BROKER.consumer_group(NAMESPACE, t) for t in triggers]
-        drop_kafka(env["KAFKA_BOOTSTRAP_SERVERS"], [topic_name(broker)], groups)
-    elif backend == "rabbitmq":
-        queues = [RABBITMQ_BROKER.consumer_group(NAMESPACE, t) for t in triggers]
-        drop_rabbitmq(env["RABBITMQ_URL"], [exchange_name(broker)], queues)
-    elif backend == "nats":
-        drop_nats(env["NATS_URL"], [stream_name(broker)])
-
-
 def backend_env(backend: str) -> dict[str, str]:
     if backend == "inmemory":
         return {"BROKER": "inmemory"}
@@ -170,7 +150,10 @@ def test_a_burst_under_one_fault_kind_ends_final_with_one_user_per_operation(
         injected = runtime.status()["faults"]
     finally:
         runtime.stop()
-        forget_server_state(backend, env, suffix)
+        if backend != "inmemory":
+            url = env[URL_SETTING[backend]]
+            triggers = [f"{t}-{suffix}" for t in TRIGGERS]
+            forget_broker_state(backend, url, f"faults-{suffix}", triggers, NAMESPACE)
     kind = fault.removeprefix("broker-")
     assert sum(kinds.get(kind, 0) for kinds in injected.values()) > 0, injected
     if kind == "rebalance":  # the records since the last commit did come again

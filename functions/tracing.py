@@ -52,7 +52,7 @@ def configure(service: str, environ: Mapping[str, str]) -> None:
 
     # The service alone: the SDK's default attributes would be tags of every exported span.
     provider = TracerProvider(resource=Resource({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(_exporter(name, environ)))
+    provider.add_span_processor(BatchSpanProcessor(span_exporter(name, environ)))
     _tracer = provider.get_tracer("functions")
 
 
@@ -69,10 +69,10 @@ def warm_up(environ: Mapping[str, str]) -> None:
     import opentelemetry.trace.propagation.tracecontext  # noqa: F401
 
     with contextlib.suppress(ConfigError):  # said by the instance itself, when it starts
-        _exporter(name, environ)
+        span_exporter(name, environ)
 
 
-def _exporter(name: str, environ: Mapping[str, str]) -> Any:
+def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
     if name == "zipkin":
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 

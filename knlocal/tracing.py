@@ -8,7 +8,9 @@ span object is made, headers and events pass unchanged.
 While it is on, one operation is one trace:
 
     ingress            POST /users                       SERVER
-    activator          activator operation-create        INTERNAL (+ `hold`, cold start event)
+    activator          activator operation-create        INTERNAL, only while it holds a request
+                                                         (+ `hold`, cold start event); else an
+                                                         event of the current span
     (function spans)   …
     broker-ingress     publish default                   PRODUCER: the event's `traceparent`
     broker-filter      process default                   CONSUMER, per event a Trigger's filter

@@ -291,11 +291,13 @@ class _Activator:
         self.service = service
         self.arrived_ns = time.time_ns()
         self.current: _Current | None = None
+        self.answered = False
 
     def held(self, cold_start_seconds: float | None) -> None:
         """The request got an instance; `cold_start_seconds` when it waited for a new one."""
         from opentelemetry import trace
 
+        self.answered = True
         if cold_start_seconds is None:
             trace.get_current_span().add_event(f"activator {self.service}")
             return
@@ -326,6 +328,15 @@ class _Activator:
     ) -> None:
         if self.current is not None:
             self.current.__exit__(kind, error, tb)
+        elif not self.answered:
+            # Held, and no instance came in time (the activator's 504): the hold as a span.
+            span = _tracers["activator"].start_span(
+                f"activator {self.service}",
+                attributes={"knative.service": self.service},
+                start_time=self.arrived_ns,
+            )
+            response(span, 504 if error is None else 0)
+            span.end()
 
 
 def activator_span(service: str) -> Any:

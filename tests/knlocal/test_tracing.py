@@ -132,7 +132,11 @@ def _parent(spans: dict[str, dict[str, Any]], span: dict[str, Any]) -> dict[str,
 def _has_every_hop(spans: list[dict[str, Any]]) -> bool:
     servers = {_service(s) for s in spans if s.get("kind") == "SERVER"}
     published = [s for s in spans if s["name"] == "publish default"]
-    return servers >= FUNCTIONS and len(published) >= len(FLOW)
+    # Spans come in batches, one per process and service: the parents and the holds too.
+    ids = {s["id"] for s in spans}
+    parents = all(s.get("parentId") in ids for s in spans if _service(s) in FUNCTIONS)
+    held = any(s["name"] == "hold (scale from zero)" for s in spans)
+    return servers >= FUNCTIONS and len(published) >= len(FLOW) and parents and held
 
 
 def _assert_activated(by_id: dict[str, dict[str, Any]], server: dict[str, Any]) -> None:
@@ -280,8 +284,12 @@ def test_retries_and_the_dead_letter_delivery_are_spans_of_their_own(
 
         def dead_lettered(spans: list[dict[str, Any]]) -> bool:
             names = [s["name"] for s in spans]
+            ids = {s["id"] for s in spans}
             return "dead-letter default/user-approve" in names and any(
-                _service(s) == "operation-update" and s.get("kind") == "SERVER" for s in spans
+                _service(s) == "operation-update"
+                and s.get("kind") == "SERVER"
+                and s.get("parentId") in ids
+                for s in spans
             )
 
         spans = _trace(trace_id, dead_lettered)

@@ -34,6 +34,8 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 #: The trace context of the request being served: `{"traceparent": …, "tracestate": …}`.
 _context: ContextVar[dict[str, str] | None] = ContextVar("trace_context", default=None)
+#: The SERVER span of the request being served: the parent of its store calls and sends.
+_span: ContextVar[Span | None] = ContextVar("trace_span", default=None)
 _tracer: Tracer | None = None
 
 
@@ -50,7 +52,7 @@ def configure(service: str, environ: Mapping[str, str]) -> None:
 
     # The service alone: the SDK's default attributes would be tags of every exported span.
     provider = TracerProvider(resource=Resource({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(_exporter(name, environ)))
+    provider.add_span_processor(BatchSpanProcessor(span_exporter(name, environ)))
     _tracer = provider.get_tracer("functions")
 
 
@@ -67,10 +69,10 @@ def warm_up(environ: Mapping[str, str]) -> None:
     import opentelemetry.trace.propagation.tracecontext  # noqa: F401
 
     with contextlib.suppress(ConfigError):  # said by the instance itself, when it starts
-        _exporter(name, environ)
+        span_exporter(name, environ)
 
 
-def _exporter(name: str, environ: Mapping[str, str]) -> Any:
+def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
     if name == "zipkin":
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 
@@ -150,32 +152,62 @@ def server_span(
             _context.reset(token)
         return
     from opentelemetry.trace import SpanKind
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    propagator = TraceContextTextMapPropagator()
     attributes: dict[str, Any] = {"http.request.method": method, "http.route": route}
     if event is not None:
-        attributes.update(
-            {
-                "cloudevents.event_id": event.get_id(),
-                "cloudevents.event_type": event.get_type(),
-                "cloudevents.event_source": event.get_source(),
-                "operationid": str(event.get_extension("operationid") or ""),
-            }
-        )
-    with _tracer.start_as_current_span(
-        f"{method} {route}",
-        context=propagator.extract(carrier),
-        kind=SpanKind.SERVER,
-        attributes=attributes,
-    ) as span:
-        current: dict[str, str] = {}
-        propagator.inject(current)
-        token = _context.set(current)
-        try:
-            yield span
-        finally:
-            _context.reset(token)
+        attributes["cloudevents.event_id"] = event.get_id()
+        attributes["cloudevents.event_type"] = event.get_type()
+        attributes["operationid"] = str(event.get_extension("operationid") or "")
+    # A plain start_span with its parent given: the SDK's current-span machinery
+    # (start_as_current_span, its propagator) costs as much again per span.
+    span = _tracer.start_span(
+        f"{method} {route}", _parent(carrier), kind=SpanKind.SERVER, attributes=attributes
+    )
+    token = _context.set(_headers_of(span, carrier.get("tracestate")))
+    span_token = _span.set(span)
+    try:
+        yield span
+    except BaseException as error:
+        _record_error(span, error)
+        raise
+    finally:
+        span.end()
+        _span.reset(span_token)
+        _context.reset(token)
+
+
+def _parent(carrier: Mapping[str, str]) -> Any:
+    """The OpenTelemetry context of a `traceparent` (already validated), without a propagator."""
+    from opentelemetry import trace
+    from opentelemetry.trace.span import TraceState
+
+    parent = carrier.get("traceparent", "")
+    match = _TRACEPARENT.match(parent)
+    if match is None:
+        return None
+    state = carrier.get("tracestate")
+    context = trace.SpanContext(
+        int(match.group(1), 16),
+        int(match.group(2), 16),
+        is_remote=True,
+        trace_flags=trace.TraceFlags(int(parent[-2:], 16)),
+        trace_state=TraceState.from_header([state]) if state else None,
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(context))
+
+
+def _headers_of(span: Span, tracestate: str | None) -> dict[str, str]:
+    """The W3C headers naming `span` as the parent (what a propagator's inject writes)."""
+    context = span.get_span_context()
+    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    return {"traceparent": parent, **({"tracestate": tracestate} if tracestate else {})}
+
+
+def _record_error(span: Span, error: BaseException) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
 
 
 def set_status(span: Span | None, status: int, operation_id: object = None) -> None:
@@ -193,18 +225,23 @@ def set_status(span: Span | None, status: int, operation_id: object = None) -> N
 
 @contextlib.contextmanager
 def _client_span(name: str, kind: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
+    from opentelemetry import trace
     from opentelemetry.trace import SpanKind
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     assert _tracer is not None
-    with _tracer.start_as_current_span(name, kind=SpanKind[kind], attributes=attributes) as span:
-        current: dict[str, str] = {}
-        TraceContextTextMapPropagator().inject(current)
-        token = _context.set(current)
-        try:
-            yield span
-        finally:
-            _context.reset(token)
+    parent = _span.get()
+    context = trace.set_span_in_context(parent) if parent is not None else None
+    span = _tracer.start_span(name, context, kind=SpanKind[kind], attributes=attributes)
+    current = _context.get() or {}
+    token = _context.set(_headers_of(span, current.get("tracestate")))
+    try:
+        yield span
+    except BaseException as error:
+        _record_error(span, error)
+        raise
+    finally:
+        span.end()
+        _context.reset(token)
 
 
 def send_span(url: str) -> contextlib.AbstractContextManager[Any]:

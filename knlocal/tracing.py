@@ -8,7 +8,9 @@ span object is made, headers and events pass unchanged.
 While it is on, one operation is one trace:
 
     ingress            POST /users                       SERVER
-    activator          activator operation-create        INTERNAL (+ `hold`, cold start event)
+    activator          activator operation-create        INTERNAL, only while it holds a request
+                                                         (+ `hold`, cold start event); else an
+                                                         event of the current span
     (function spans)   …
     broker-ingress     publish default                   PRODUCER: the event's `traceparent`
     broker-filter      process default                   CONSUMER, per event a Trigger's filter
@@ -119,19 +121,46 @@ def shutdown() -> None:
 # -- context ------------------------------------------------------------------------------------
 
 
-def _extract(carrier: Mapping[str, str]) -> Context:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+def _extract(carrier: Mapping[str, str]) -> Context | None:
+    """The context a `traceparent` names (None when it is no valid one), without a propagator:
+    the SDK's builds a propagator and runs its regular expressions per call."""
+    from opentelemetry import trace
+    from opentelemetry.trace.span import TraceState
 
-    return TraceContextTextMapPropagator().extract(
-        {k: carrier[k] for k in TRACE_EXTENSIONS if carrier.get(k)}
+    parent = carrier.get("traceparent") or ""
+    fields = parent.split("-")
+    if len(fields) != 4 or fields[0] != "00" or len(fields[1]) != 32 or len(fields[2]) != 16:
+        return None
+    try:
+        trace_id, span_id, flags = int(fields[1], 16), int(fields[2], 16), int(fields[3], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    state = carrier.get("tracestate")
+    context = trace.SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(flags),
+        trace_state=TraceState.from_header([state]) if state else None,
     )
+    return trace.set_span_in_context(trace.NonRecordingSpan(context))
 
 
 def _current_headers() -> dict[str, str]:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    """The W3C headers of the current span (what a propagator's inject writes)."""
+    from opentelemetry import trace
 
-    carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    carrier = {
+        "traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+        f"{context.trace_flags:02x}"
+    }
+    if context.trace_state:
+        carrier["tracestate"] = context.trace_state.to_header()
     return carrier
 
 
@@ -159,7 +188,8 @@ def incoming(headers: Mapping[str, str]) -> contextlib.AbstractContextManager[No
     """Make an HTTP request's `traceparent` the parent of the spans started within."""
     if not _tracers or "traceparent" not in headers:
         return contextlib.nullcontext()
-    return _attached(_extract({k: headers.get(k, "") for k in TRACE_EXTENSIONS}))
+    context = _extract(headers)
+    return _attached(context) if context is not None else contextlib.nullcontext()
 
 
 # -- spans --------------------------------------------------------------------------------------
@@ -231,7 +261,7 @@ def ingress_span(method: str, path: str, headers: Mapping[str, str]) -> Any:
     """The public ingress's SERVER span for one request (parent: its `traceparent`)."""
     if not _tracers:
         return contextlib.nullcontext()
-    context = _extract({k: headers.get(k, "") for k in TRACE_EXTENSIONS})
+    context = _extract(headers)
     attributes = {"http.request.method": method, "url.path": path, "url.scheme": "http"}
     return _span("ingress", f"{method} {path}", "SERVER", attributes, context)
 
@@ -249,37 +279,71 @@ def response(span: Span | None, status: int) -> None:
 
 
 class _Activator:
-    """The activator span of one request; records the hold while the revision scales up."""
+    """The activator's part in one request: a span only while it holds the request.
 
-    def __init__(self, span: Span) -> None:
-        self.span = span
+    A request that finds an instance ready is an event of the current span (the ingress's, or
+    a delivery attempt's); one held while the revision scales from zero is an `activator`
+    span from its arrival, with the `hold` as a child span and the cold start as an event,
+    current while the request is forwarded (the function's SERVER span is its child).
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
         self.arrived_ns = time.time_ns()
+        self.current: _Current | None = None
+        self.answered = False
 
     def held(self, cold_start_seconds: float | None) -> None:
         """The request got an instance; `cold_start_seconds` when it waited for a new one."""
+        from opentelemetry import trace
+
+        self.answered = True
         if cold_start_seconds is None:
+            trace.get_current_span().add_event(f"activator {self.service}")
             return
-        held_ns = time.time_ns() - self.arrived_ns
-        self.span.set_attribute("knative.activator.held_ms", round(held_ns / 1e6, 3))
-        self.span.add_event(
-            "cold start", {"knative.cold_start.ms": round(cold_start_seconds * 1000, 3)}
+        now_ns = time.time_ns()
+        attributes = {
+            "knative.service": self.service,
+            "knative.activator.held_ms": round((now_ns - self.arrived_ns) / 1e6, 3),
+        }
+        self.current = _span(
+            "activator",
+            f"activator {self.service}",
+            "INTERNAL",
+            attributes,
+            start_time=self.arrived_ns,
         )
-        tracer = _tracers["activator"]
-        hold = tracer.start_span("hold (scale from zero)", start_time=self.arrived_ns)
-        hold.end()
+        span = self.current.__enter__()
+        span.add_event("cold start", {"knative.cold_start.ms": round(cold_start_seconds * 1000, 3)})
+        hold = _tracers["activator"].start_span(
+            "hold (scale from zero)", start_time=self.arrived_ns
+        )
+        hold.end(end_time=now_ns)
 
+    def __enter__(self) -> _Activator:
+        return self
 
-@contextlib.contextmanager
-def _activator(service: str) -> Iterator[_Activator]:
-    with _span("activator", f"activator {service}", "INTERNAL", {"knative.service": service}) as s:
-        yield _Activator(s)
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> None:
+        if self.current is not None:
+            self.current.__exit__(kind, error, tb)
+        elif not self.answered:
+            # Held, and no instance came in time (the activator's 504): the hold as a span.
+            span = _tracers["activator"].start_span(
+                f"activator {self.service}",
+                attributes={"knative.service": self.service},
+                start_time=self.arrived_ns,
+            )
+            response(span, 504 if error is None else 0)
+            span.end()
 
 
 def activator_span(service: str) -> Any:
-    """The activator's span for one request to `service` (None-yielding when off)."""
+    """The activator's part in one request to `service` (None-yielding when off)."""
     if not _tracers:
         return contextlib.nullcontext()
-    return _activator(service)
+    return _Activator(service)
 
 
 @contextlib.contextmanager
@@ -311,8 +375,9 @@ def _consume(trigger: str, broker: str, event: BaseCloudEvent, filtered_ns: int)
         "messaging.destination.name": broker,
         "messaging.consumer.group.name": trigger,
     }
+    context = _extract(carrier)
     with _span(
-        "broker-filter", f"process {broker}", "CONSUMER", attributes, _extract(carrier), filtered_ns
+        "broker-filter", f"process {broker}", "CONSUMER", attributes, context, filtered_ns
     ) as span:
         # The filter, evaluated in microseconds just before: an event of the span.
         span.add_event(f"filter {trigger}: pass", timestamp=filtered_ns)

@@ -132,7 +132,29 @@ def _parent(spans: dict[str, dict[str, Any]], span: dict[str, Any]) -> dict[str,
 def _has_every_hop(spans: list[dict[str, Any]]) -> bool:
     servers = {_service(s) for s in spans if s.get("kind") == "SERVER"}
     published = [s for s in spans if s["name"] == "publish default"]
-    return servers >= FUNCTIONS and len(published) >= len(FLOW)
+    # Spans come in batches, one per process and service: the parents and the holds too.
+    ids = {s["id"] for s in spans}
+    parents = all(s.get("parentId") in ids for s in spans if _service(s) in FUNCTIONS)
+    held = any(s["name"] == "hold (scale from zero)" for s in spans)
+    return servers >= FUNCTIONS and len(published) >= len(FLOW) and parents and held
+
+
+def _assert_activated(by_id: dict[str, dict[str, Any]], server: dict[str, Any]) -> None:
+    """`server` was held by the activator (its parent: the activator span, with the hold and
+    the cold start), or found an instance ready (its parent: a span with the activator event)."""
+    parent = _parent(by_id, server)
+    service = _service(server)
+    if _service(parent) == "activator":
+        assert parent["name"] == f"activator {service}"
+        children = [s for s in by_id.values() if s.get("parentId") == parent["id"]]
+        (hold,) = [s for s in children if _service(s) == "activator"]
+        assert hold["name"] == "hold (scale from zero)"
+        events = [json.loads(a["value"]) for a in parent["annotations"]]
+        assert [list(e) for e in events] == [["cold start"]]
+        assert float(parent["tags"]["knative.activator.held_ms"]) >= 0
+    else:
+        events = [json.loads(a["value"]) for a in parent.get("annotations", [])]
+        assert {f"activator {service}": {}} in events, parent
 
 
 def check_flow(spans: list[dict[str, Any]], client_span: str, system: str) -> None:
@@ -142,13 +164,11 @@ def check_flow(spans: list[dict[str, Any]], client_span: str, system: str) -> No
     assert [(r["parentId"], _service(r)) for r in roots] == [(client_span, "ingress")]
     assert by_id[roots[0]["id"]]["tags"]["http.response.status_code"] == "202"
 
-    # Every function's SERVER span hangs under the activator of the same service.
+    # Every function's SERVER span went through the activator of the same service.
     for span in (s for s in spans if s.get("kind") == "SERVER" and _service(s) in FUNCTIONS):
-        activator = _parent(by_id, span)
-        assert (_service(activator), activator["name"]) == (
-            "activator",
-            f"activator {_service(span)}",
-        )
+        _assert_activated(by_id, span)
+    # The first request to each service started from zero: held, and the cold start with it.
+    assert any(s["name"] == "hold (scale from zero)" for s in spans)
     # The store calls of the functions that have a store.
     store_calls = {_service(s) for s in spans if "db.collection.name" in s.get("tags", {})}
     assert store_calls == FUNCTIONS - {"user-approve"}
@@ -264,8 +284,12 @@ def test_retries_and_the_dead_letter_delivery_are_spans_of_their_own(
 
         def dead_lettered(spans: list[dict[str, Any]]) -> bool:
             names = [s["name"] for s in spans]
+            ids = {s["id"] for s in spans}
             return "dead-letter default/user-approve" in names and any(
-                _service(s) == "operation-update" and s.get("kind") == "SERVER" for s in spans
+                _service(s) == "operation-update"
+                and s.get("kind") == "SERVER"
+                and s.get("parentId") in ids
+                for s in spans
             )
 
         spans = _trace(trace_id, dead_lettered)
@@ -293,8 +317,13 @@ def test_retries_and_the_dead_letter_delivery_are_spans_of_their_own(
         (dls_attempt,) = [s for s in spans if s.get("parentId") == dead["id"]]
         assert dls_attempt["tags"]["http.response.status_code"] == "202"
         assert dead["tags"]["knative.error.code"] == "503"
-        activator = next(s for s in spans if s.get("parentId") == dls_attempt["id"])
-        assert activator["name"] == "activator operation-update"
+        # Its request, held or not by operation-update's activator.
+        below = {dls_attempt["id"]} | {
+            s["id"] for s in spans if s.get("parentId") == dls_attempt["id"]
+        }
+        (server,) = [s for s in spans if s.get("kind") == "SERVER" and s.get("parentId") in below]
+        assert _service(server) == "operation-update"
+        _assert_activated(by_id, server)
     finally:
         runtime.stop()
 

@@ -135,10 +135,12 @@ def snapshot(runtime: "Runtime") -> StatusSnapshot:
         # Every event the broker accepted reaches every trigger's consumer group; the ones the
         # trigger has not finished with are queued or in flight. Counted since the runtime
         # started (a Kafka consumer group may also resume older events: never below 0).
-        finished = s.filtered_out + s.delivered + s.dead_lettered + s.dropped
+        # Events the backend filtered out before the dispatcher saw them (Kafka) count as both.
+        prefiltered = dispatcher.subscription.prefiltered
+        finished = s.filtered_out + prefiltered + s.delivered + s.dead_lettered + s.dropped
         triggers[dispatcher.name] = TriggerStatus(
-            received=s.received,
-            filtered_out=s.filtered_out,
+            received=s.received + prefiltered,
+            filtered_out=s.filtered_out + prefiltered,
             delivered=s.delivered,
             retried=s.retried,
             dead_lettered=s.dead_lettered,

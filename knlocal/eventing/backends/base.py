@@ -37,6 +37,11 @@ NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 class Subscription(ABC):
     """A consumer group's view of the broker: every event published after it was created."""
 
+    #: Events the backend handled without handing them over, because the Trigger's
+    #: `filter.attributes` cannot match them (the Kafka dispatcher's prefilter). The Trigger's
+    #: status counts them as received and filtered out, as if the dispatcher had seen them.
+    prefiltered: int = 0
+
     @abstractmethod
     async def receive(self) -> Received:
         """Wait for the next event."""

@@ -6,11 +6,12 @@ the receiver (the producer) and the dispatcher (the Triggers' consumer groups). 
 encoded here (binary mode, key = `partitionkey`), sent to the receiver, and returns once Kafka
 acknowledged it. A subscription's records arrive undecoded from the dispatcher, are decoded
 here and queued for :meth:`KafkaSubscription.receive`; acknowledgements go back, and the
-dispatcher commits them in order. When a process dies the runtime starts it again: publishes
-waiting on the receiver fail (BackendError: the ingress answers 503), and the dispatcher's
-members join their groups again, which redeliver whatever was not committed (§3.1, §5).
-The `rebalance` fault asks a member to do the same without dying
-(:meth:`KafkaSubscription.redeliver_uncommitted`).
+dispatcher commits them in order. The dispatcher drops beforehand the records the Trigger's
+`filter.attributes` cannot match (:mod:`.prefilter`); they only come as a count. When a
+process dies the runtime starts it again: publishes waiting on the receiver fail (BackendError:
+the ingress answers 503), and the dispatcher's members join their groups again, which redeliver
+whatever was not committed (§3.1, §5). The `rebalance` fault asks a member to do the same
+without dying (:meth:`KafkaSubscription.redeliver_uncommitted`).
 """
 
 import asyncio
@@ -157,11 +158,13 @@ class KafkaBackend(BrokerBackend):
 
         :param ordered: not used here: the dispatcher keeps per-partition order with
             :attr:`Received.ordering_key`, which is the partition.
+        :param attributes: the Trigger's `filter.attributes`: the dispatcher process drops the
+            records they cannot match (:mod:`knlocal.eventing.backends.kafka.prefilter`).
         :raises BackendError: Kafka refused to set the group's starting offsets.
         """
-        subscription = KafkaSubscription(self, next(self._numbers), group)
+        subscription = KafkaSubscription(self, next(self._numbers), group, dict(attributes))
         error = await self._ask(
-            ("subscribe", subscription.number, group),
+            ("subscribe", subscription.number, group, subscription.attributes),
             "subscribed",
             down="the Kafka dispatcher process exited; it is starting again",
         )
@@ -189,7 +192,8 @@ class KafkaBackend(BrokerBackend):
         if message[0] == "records":
             subscription = self._subscriptions.get(message[1])
             if subscription is not None:
-                subscription.take(self.dispatcher.incarnation, message[2], again=message[3])
+                _, _, records, again, prefiltered = message
+                subscription.take(self.dispatcher.incarnation, records, again, prefiltered)
             return
         waiting = self._answers.get((message[0], message[1]))
         if waiting is not None and not waiting[0].done():
@@ -204,7 +208,9 @@ class KafkaBackend(BrokerBackend):
         # The new process knows no member: join every group again. What the old one handed
         # over and was not committed comes again; acknowledgements of it are void.
         for subscription in self._subscriptions.values():
-            self.dispatcher.send(("subscribe", subscription.number, subscription.group))
+            self.dispatcher.send(
+                ("subscribe", subscription.number, subscription.group, subscription.attributes)
+            )
 
     async def close(self) -> None:
         """Close every subscription, then stop the dispatcher and the receiver."""
@@ -219,12 +225,16 @@ class KafkaSubscription(Subscription):
     :param backend: the Broker's backend.
     :param number: its number in the dispatcher's messages.
     :param group: the consumer group, ``knative-trigger-<namespace>-<name>``.
+    :param attributes: the Trigger's `filter.attributes`, for the dispatcher's prefilter.
     """
 
-    def __init__(self, backend: KafkaBackend, number: int, group: str) -> None:
+    def __init__(
+        self, backend: KafkaBackend, number: int, group: str, attributes: dict[str, str]
+    ) -> None:
         self.backend = backend
         self.number = number
         self.group = group
+        self.attributes = attributes
         # Unbounded as a type, bounded by MAX_UNACKED: the member fetches nothing more while
         # that many records are handed over and not acknowledged.
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
@@ -233,12 +243,14 @@ class KafkaSubscription(Subscription):
         #: fault's count, knlocal/eventing/faults.py).
         self.redelivered = 0
 
-    def take(self, incarnation: int, records: list[Record], again: int) -> None:
+    def take(self, incarnation: int, records: list[Record], again: int, prefiltered: int) -> None:
         """Decode records from the dispatcher and queue them (on the loop).
 
         :param again: how many of them the member hands over again after a rewind.
+        :param prefiltered: how many records the dispatcher dropped since its last message.
         """
         self.redelivered += again
+        self.prefiltered += prefiltered
         for partition, offset, epoch, headers, key, value in records:
             position = _Position(incarnation, partition, offset, epoch)
             try:
@@ -289,6 +301,9 @@ class KafkaSubscription(Subscription):
         acknowledged or not, is delivered again. The rewind starts a new assignment epoch, so
         acknowledgements of the records handed over before it are void, as those to a
         dispatcher process that died are (:class:`_Position`).
+
+        Records the prefilter dropped come again too, and are dropped again: they count in
+        the return value, not in :attr:`redelivered` (records handed over again).
 
         :return: how many records the rewind puts back (each comes again); 0 once closed, or
             while the dispatcher process is down (its restart redelivers them anyway).

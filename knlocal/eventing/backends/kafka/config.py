@@ -39,6 +39,10 @@ POLL_BATCH_SECONDS: Final = 0.02
 #: crash redelivers at most this much acknowledged work (at least once, §3.1); a rebalance
 #: commits the acknowledged prefix at once (on revoke).
 COMMIT_INTERVAL_SECONDS: Final = 0.5
+#: Most time a member keeps the count of the records its prefilter dropped before it tells the
+#: runtime (with the next records handed over, or alone after this long): the Trigger's status
+#: counts them as filtered out at most this late, for one frame per interval at most.
+PREFILTER_REPORT_SECONDS: Final = 1.0
 #: Bound on connecting, admin requests and commits; Kafka runs on loopback.
 REQUEST_TIMEOUT_MS: Final = 5000
 #: Knative's receiver gives a record this long to be stored before the ingress answers 503

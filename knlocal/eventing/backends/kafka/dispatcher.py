@@ -3,8 +3,10 @@
 
 `python -m knlocal.eventing.backends.kafka.dispatcher <fd>`, started by the runtime
 (:mod:`knlocal.eventing.backends.kafka.supervisor`). For each subscription the runtime opens it
-joins the Trigger's consumer group (a new group starts at the end of the topic, §3.1), hands
-the records to the runtime, which filters, delivers and dead-letters them
+joins the Trigger's consumer group (a new group starts at the end of the topic, §3.1), drops
+the records the Trigger's `filter.attributes` cannot match (as Knative's dispatcher filters
+before delivering, §3.1; :mod:`knlocal.eventing.backends.kafka.prefilter`), hands the others
+to the runtime, which applies the full filter, delivers and dead-letters them
 (:mod:`knlocal.eventing.dispatcher`, the one copy of Knative's delivery rules for every
 backend), and commits the offsets the runtime acknowledges, in order
 (:mod:`knlocal.eventing.backends.kafka.group`).
@@ -27,6 +29,7 @@ from kafka.errors import KafkaError, NoError
 from knlocal.errors import BackendError
 from knlocal.eventing.backends.kafka.config import client_config, connect_any, retrying
 from knlocal.eventing.backends.kafka.group import GroupMember, Record
+from knlocal.eventing.backends.kafka.prefilter import Prefilter
 from knlocal.eventing.backends.kafka.wire import Channel, Message, run_process
 
 log = logging.getLogger("knlocal.eventing")
@@ -111,7 +114,7 @@ class Dispatcher:
         elif kind == "rewind":
             self._rewind(message[1], message[2])
         elif kind == "subscribe":
-            _in_thread(self._subscribe, message[1], message[2])
+            _in_thread(self._subscribe, message[1], message[2], message[3])
         elif kind == "close":
             _in_thread(self._close, message[1])
         elif kind == "shutdown":
@@ -131,11 +134,11 @@ class Dispatcher:
         else:
             member.rewind(done)
 
-    def _subscribe(self, ident: int, group: str) -> None:
-        def emit(records: list[Record], again: int) -> None:
-            self.channel.send([("records", ident, records, again)])
+    def _subscribe(self, ident: int, group: str, attributes: dict[str, str]) -> None:
+        def emit(records: list[Record], again: int, prefiltered: int) -> None:
+            self.channel.send([("records", ident, records, again, prefiltered)])
 
-        member = GroupMember(self.servers, self.topic, group, emit)
+        member = GroupMember(self.servers, self.topic, group, emit, Prefilter.of(attributes))
         try:
             self.starter.start_new_group_at_end(group)
             self.members[ident] = member

@@ -1,7 +1,9 @@
 """A Trigger's consumer group member in the Kafka dispatcher process, with its poll thread.
 
 One poll thread per member is the only thread that calls its consumer: it fetches records,
-hands them to the runtime in one message per poll (undecoded: the runtime decodes), applies the
+drops those the Trigger's `filter.attributes` cannot match (:mod:`.prefilter`: handled here,
+never sent), hands the others to the runtime in one message per poll (undecoded: the runtime
+decodes and applies the full filter), applies the
 acknowledgements the runtime sends back, and commits in order — only up to the first record not
 yet acknowledged, so whatever was not handled comes back after a crash (knative-semantics.md
 §3.1, §5). kafka-python's own I/O thread runs the rebalance callbacks. The `rebalance` fault's
@@ -30,10 +32,12 @@ from knlocal.eventing.backends.kafka.config import (
     MAX_UNACKED,
     POLL_BATCH_SECONDS,
     POLL_TIMEOUT_MS,
+    PREFILTER_REPORT_SECONDS,
     REQUEST_TIMEOUT_MS,
     client_config,
     retrying,
 )
+from knlocal.eventing.backends.kafka.prefilter import ADMIT_ALL, Prefilter
 
 log = logging.getLogger("knlocal.eventing")
 
@@ -70,17 +74,28 @@ class GroupMember:
     :param servers: the Kafka address.
     :param topic: the Broker's topic.
     :param group: the consumer group, ``knative-trigger-<namespace>-<name>``.
-    :param emit: called from the poll thread with each poll's records, and how many of them
-        are handed over again after a :meth:`rewind`.
+    :param emit: called from the poll thread with each poll's records handed over, how many of
+        them are handed over again after a :meth:`rewind`, and how many records the prefilter
+        dropped since the last call (at least every PREFILTER_REPORT_SECONDS while it drops).
+    :param prefilter: the Trigger's `filter.attributes`, judged on each record's headers.
     """
 
     def __init__(
-        self, servers: str, topic: str, group: str, emit: Callable[[list[Record], int], None]
+        self,
+        servers: str,
+        topic: str,
+        group: str,
+        emit: Callable[[list[Record], int, int], None],
+        prefilter: Prefilter = ADMIT_ALL,
     ) -> None:
         self.servers = servers
         self.topic = topic
         self.group = group
         self._emit = emit
+        self._prefilter = prefilter
+        #: Records the prefilter dropped that the runtime was not told of yet, and when to.
+        self._prefiltered = 0
+        self._report_at = 0.0
         self._acks: queue.SimpleQueue[Ack] = queue.SimpleQueue()
         self._acked = threading.Event()
         self._stopping = threading.Event()
@@ -197,6 +212,8 @@ class GroupMember:
                 # A bug must not silently stop the Trigger; what was not acknowledged stays.
                 log.exception("%s: poll loop failed; retrying", self.group)
                 self._stopping.wait(1.0)
+        if self._prefiltered:
+            self._report([], 0)
         try:
             self._commit(self._apply_acks())
             consumer.close(autocommit=False, timeout_ms=REQUEST_TIMEOUT_MS)
@@ -216,9 +233,11 @@ class GroupMember:
             done(rewound)
 
     def _hand_over(self, records: Mapping[TopicPartition, list[Any]]) -> None:
-        """Track each record as pending and send them all to the runtime at once."""
+        """Track each record the prefilter admits as pending and send them all to the runtime
+        at once; a record it drops is handled here: never pending, so commits pass it."""
         handed: list[Record] = []
         again = 0
+        dropped = 0
         with self._lock:
             for tp, batch in records.items():
                 state = self._partitions.get(tp.partition)
@@ -228,6 +247,9 @@ class GroupMember:
                         state = PartitionState(self._epoch, record.offset, committed=record.offset)
                         self._partitions[tp.partition] = state
                     state.next_offset = record.offset + 1
+                    if not self._prefilter.admits(record.headers, record.key):
+                        dropped += 1
+                        continue
                     state.pending.add(record.offset)
                     if record.offset < self._redeliver_below.get(tp.partition, -1):
                         again += 1
@@ -236,8 +258,15 @@ class GroupMember:
                          record.value)
                     )  # fmt: skip
             self._unacked += len(handed)
-        if handed:
-            self._emit(handed, again)
+        self._prefiltered += dropped
+        if handed or (self._prefiltered and time.monotonic() >= self._report_at):
+            self._report(handed, again)
+
+    def _report(self, handed: list[Record], again: int) -> None:
+        """Emit `handed` with the count of records prefiltered since the last report."""
+        prefiltered, self._prefiltered = self._prefiltered, 0
+        self._report_at = time.monotonic() + PREFILTER_REPORT_SECONDS
+        self._emit(handed, again, prefiltered)
 
     def _apply_acks(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """Apply queued acknowledgements; return the offsets that can now be committed."""

@@ -5,18 +5,38 @@ records a Trigger's `filter.attributes` cannot match, as Knative's dispatcher fi
 delivers (knative-semantics.md §3.1, `RecordDispatcherImpl.java`). It must never drop what the
 runtime's full filter (§2.3, knlocal/eventing/filters.py) would accept, under either class's
 rules: every record below is decoded as the runtime decodes it and filtered by both classes.
+The last tests run the prefilter in the dispatcher process on the shared Kafka (as
+test_kafka.py: a Broker of their own, deleted after): ordered commits pass the records it drops.
 """
 
+import asyncio
 from typing import Any
 
 import pytest
 from cloudevents.core.v1.event import CloudEvent
+from kafka import TopicPartition
 
 from knlocal.apis.classes import KAFKA_BROKER, MT_CHANNEL_BASED_BROKER
+from knlocal.apis.eventing import Broker
 from knlocal.apis.filters import TriggerFilters
+from knlocal.eventing.backends.kafka import KafkaSubscription
 from knlocal.eventing.backends.kafka.prefilter import Prefilter
 from knlocal.eventing.events import InvalidEvent, decode_kafka, encode_kafka
 from knlocal.eventing.filters import FilterResult, build_trigger_filter
+from knlocal.settings import Settings
+from tests.knlocal.eventing.backends.test_kafka import (
+    WAIT_SECONDS,
+    broker,
+    committed_becomes,
+    event,
+    group,
+    nothing_more,
+    opened,
+    receive,
+    settings,
+)
+
+__all__ = ["broker", "settings"]  # fixtures
 
 Record = tuple[list[tuple[str, Any]], bytes | None, bytes | None]
 
@@ -177,3 +197,69 @@ def test_s3_1_the_prefilter_drops_records_its_headers_refute(
 
 def test_without_filter_attributes_every_record_is_admitted() -> None:
     assert all(Prefilter.of({}).admits(h, k) for h, k, _ in RECORDS.values())
+
+
+# --- In the dispatcher process, against the shared Kafka ------------------------------------
+
+WANTED = {"type": "dev.test.wanted"}
+
+
+async def prefiltered_becomes(subscription: KafkaSubscription, wanted: int) -> None:
+    """Wait until the dispatcher reported `wanted` prefiltered records (it reports in rounds)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while subscription.prefiltered != wanted:
+        assert asyncio.get_running_loop().time() < deadline, subscription.prefiltered
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.kafka
+def test_s3_1_records_the_filter_refutes_never_reach_the_runtime_and_are_committed_in_order(
+    broker: Broker, settings: Settings
+) -> None:
+    """o0, w1, o2 on one partition, the Trigger wants w: only w1 is handed over, o0 and o2 are
+    counted; the commit passes o0 at once, and o2 only once w1 is acknowledged."""
+
+    async def scenario() -> None:
+        async with opened(broker, settings) as backend:
+            subscription = await backend.subscribe(group(broker, "a"), False, WANTED)
+            assert isinstance(subscription, KafkaSubscription)
+            for i, kind in enumerate(("other", "wanted", "other")):
+                await backend.publish(event(f"e{i}", partitionkey="same", type=f"dev.test.{kind}"))
+            [wanted] = await receive(subscription, 1)
+            assert wanted.event.get_id() == "e1"
+            await nothing_more(subscription)
+            await prefiltered_becomes(subscription, 2)
+            partition = TopicPartition(backend.topic, wanted.ordering_key)
+            await committed_becomes(settings, group(broker, "a"), partition, wanted.token.offset)
+            await subscription.ack(wanted)
+            await committed_becomes(
+                settings, group(broker, "a"), partition, wanted.token.offset + 2
+            )
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.kafka
+def test_s3_1_a_rewind_brings_back_prefiltered_records_to_the_prefilter_only(
+    broker: Broker, settings: Settings
+) -> None:
+    """w0, o1, w2 handed over and not acknowledged: the rewind puts 3 records back, the
+    runtime gets w0 and w2 again (`redelivered` 2), o1 is dropped again."""
+
+    async def scenario() -> None:
+        async with opened(broker, settings) as backend:
+            subscription = await backend.subscribe(group(broker, "a"), False, WANTED)
+            assert isinstance(subscription, KafkaSubscription)
+            for i, kind in enumerate(("wanted", "other", "wanted")):
+                await backend.publish(event(f"e{i}", partitionkey="same", type=f"dev.test.{kind}"))
+            first = await receive(subscription, 2)
+
+            assert await subscription.redeliver_uncommitted() == 3
+
+            again = await receive(subscription, 2)
+            assert [r.event.get_id() for r in again] == [r.event.get_id() for r in first]
+            assert subscription.redelivered == 2
+            await prefiltered_becomes(subscription, 2)
+            await nothing_more(subscription)
+
+    asyncio.run(scenario())

@@ -73,17 +73,8 @@ EOF
 }
 
 start() {
-    local pid
     pick_python
-    if pid=$(running_pid); then
-        if probe; then
-            say "already running (pid $pid) on http://127.0.0.1:$ZIPKIN_PORT"
-            return 0
-        fi
-        say "already started (pid $pid); waiting for it to be ready…"
-        wait_ready "$ZIPKIN_START_TIMEOUT" probe
-        return 0
-    fi
+    already_running "$ZIPKIN_START_TIMEOUT" "http://127.0.0.1:$ZIPKIN_PORT" && return 0
     rm -f "$PID_FILE"
     need_java
     fetch
@@ -98,26 +89,4 @@ start() {
     wait_ready "$ZIPKIN_START_TIMEOUT" probe
 }
 
-cmd=${1:-}
-[[ $# -gt 0 ]] && shift
-case "$cmd" in
-start)
-    take_lock
-    start "$@"
-    ;;
-stop)
-    take_lock
-    stop_server
-    ;;
-status) status_server ;;
-wait)
-    pick_python
-    running_pid >/dev/null || die "not running; start it with: $0 start"
-    wait_ready "$ZIPKIN_START_TIMEOUT" probe
-    ;;
--h | --help | help) usage ;;
-*)
-    usage >&2
-    exit 2
-    ;;
-esac
+main "${ZIPKIN_START_TIMEOUT}" "$@"

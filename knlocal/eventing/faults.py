@@ -14,7 +14,10 @@ generator, or `every` n-th, counted) and does one thing to each:
 | `slow_reply` | trigger | handled; the answer comes `delay` later, or times out |
 | `rebalance` | trigger | Kafka only: a rebalance; what the last commit missed comes again |
 
-A rule applies to every attempt, retries included, so a retried delivery draws again. A delay
+A rule applies to every attempt, retries included, so a retried delivery draws again; `times`
+caps how often it hits one event (by id) there: with `times` below the Trigger's 1 + `retry`
+attempts (or the publisher's), every hit event still gets through, so the plan only tests that
+the retries absorb it. A delay
 is seconds, or `[min, max]` for a uniform random wait. The plan is seeded (`seed`, default 0):
 with `every`, which deliveries are hit repeats exactly; with `probability`, the draws repeat,
 though which concurrent delivery gets which draw follows the scheduling.
@@ -60,7 +63,11 @@ TRIGGER_KINDS = frozenset(
 BROKER_KINDS = frozenset({"duplicate", "delay", "fail"})
 #: Seconds between two deliveries a `reorder` window releases, in their shuffled order.
 REORDER_GAP = 0.002
-_RULE_KEYS = frozenset({"kind", "probability", "every", "delay", "status", "window", "wait"})
+_RULE_KEYS = frozenset(
+    {"kind", "probability", "every", "times", "delay", "status", "window", "wait"}
+)
+#: Events whose hits `times` remembers per Trigger or Broker; older ones are forgotten.
+_TIMES_MEMORY = 65536
 
 
 class FaultPlanError(LocalRuntimeError, ValueError):
@@ -100,6 +107,8 @@ class Rule:
     delay: Delay = Delay(0.0, 0.0)
     status: int = 503
     window: int = 4
+    #: At most this many hits per event id on the Trigger or Broker; None: no cap.
+    times: int | None = None
     #: `drop`: how long the dispatcher waits for the answer that never comes (at most its
     #: request timeout). `rebalance`: the least time between two rebalances of the Trigger.
     wait: float = 1.0
@@ -206,6 +215,9 @@ def _rule(raw: Mapping[str, Any], kinds: frozenset[str], path: Path, where: str)
     every = raw.get("every")
     if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
         raise fail("every", "a positive integer")
+    times = raw.get("times")
+    if times is not None and (not isinstance(times, int) or isinstance(times, bool) or times < 1):
+        raise fail("times", "a positive integer")
     delay = Delay(0.0, 0.0)
     if "delay" in raw:
         value = raw["delay"]
@@ -229,7 +241,9 @@ def _rule(raw: Mapping[str, Any], kinds: frozenset[str], path: Path, where: str)
     wait = raw.get("wait", 1.0)
     if not _number(wait) or wait <= 0:
         raise fail("wait", "seconds > 0")
-    return Rule(raw["kind"], probability, every, delay, status, window, float(wait))
+    return Rule(
+        raw["kind"], probability, every, delay, status, window, times=times, wait=float(wait)
+    )
 
 
 def _number(value: object) -> bool:
@@ -245,6 +259,8 @@ class Injector:
         #: The consumers `rebalance` rules act on, per Trigger, for their `redelivered` count.
         self.consumers: dict[str, Redelivering] = {}
         self._seen: Counter[tuple[str, int]] = Counter()
+        #: Hits per (name, rule index, event id), for `times`; insertion-ordered, bounded.
+        self._hits: dict[tuple[str, int, str], int] = {}
         self._rngs: dict[str, random.Random] = {}
         #: When each Trigger's consumer last rebalanced (loop time), for `rebalance`'s `wait`.
         self._rebalanced: dict[str, float] = {}
@@ -264,6 +280,8 @@ class Injector:
                 hit = self._seen[(name, index)] % rule.every == 0
             else:
                 hit = rng.random() < (rule.probability or 0.0)
+            if hit and rule.times is not None:
+                hit = self._count_hit((name, index, event_id), rule.times)
             if hit and rule.kind == "rebalance":
                 now = time.monotonic()
                 hit = now - self._rebalanced.get(name, -rule.wait) >= rule.wait
@@ -273,6 +291,14 @@ class Injector:
                 log.warning("fault %s injected at %s on event %s", rule.kind, name, event_id)
                 return rule
         return None
+
+    def _count_hit(self, key: tuple[str, int, str], times: int) -> bool:
+        """Count one more hit of an event under a `times` rule; False once it had them all."""
+        hits = self._hits.pop(key, 0)
+        self._hits[key] = min(hits + 1, times)  # re-inserted: most recent last
+        if len(self._hits) > _TIMES_MEMORY:
+            del self._hits[next(iter(self._hits))]
+        return hits < times
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """Injected faults per name and kind, for /status."""

@@ -95,6 +95,10 @@ def test_a_good_plan_loads_into_frozen_rules(tmp_path: Path) -> None:
             "status: expected an HTTP error status (400-599); found 200",
         ),
         (
+            "triggers: {default/t: [{kind: fail, every: 1, times: 0}]}",
+            "times: expected a positive integer; found 0",
+        ),
+        (
             "triggers: {default/t: [{kind: fail, every: 1, code: 503}]}",
             "expected keys among",
         ),
@@ -172,6 +176,14 @@ async def _elapsed(faulty: FaultyTarget, timeout: float) -> float:
     began = loop.time()
     await faulty.send({"ce-id": "a"}, b"", timeout)
     return loop.time() - began
+
+
+def test_times_caps_the_hits_on_one_event_so_its_retries_get_through(tmp_path: Path) -> None:
+    faulty, recorder, injector = target(tmp_path, "[{kind: fail, every: 1, times: 2}]")
+    statuses = [r.status for r in deliver(faulty, ["a", "a", "a", "b", "a"])]
+    assert statuses == [503, 503, 200, 503, 200]  # "b" is an event of its own
+    assert recorder.seen == ["a", "a"]
+    assert injector.snapshot() == {"default/t": {"fail": 3}}
 
 
 def test_duplicate_reaches_the_subscriber_twice(tmp_path: Path) -> None:

@@ -79,12 +79,13 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    # One processor (one thread, one exporter) for the four services: each exporter names
+    # every span after its own resource.
+    processor = BatchSpanProcessor(span_exporter(name, environ))
     for service in ("ingress", "activator", "broker-ingress", "broker-filter"):
         # The service alone: the SDK's default attributes would be tags of every exported span.
         provider = TracerProvider(resource=Resource({"service.name": service}))
-        # One processor (and exporter) per service: Zipkin's exporter names a whole batch
-        # after the service of its first span.
-        provider.add_span_processor(BatchSpanProcessor(span_exporter(name, environ)))
+        provider.add_span_processor(processor)
         _tracers[service] = provider.get_tracer("knlocal")
         _shutdown.append(provider)
     return True
@@ -93,10 +94,17 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
 def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
     """The SpanExporter called `name` (the values OTEL_TRACES_EXPORTER takes)."""
     if name == "zipkin":
-        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+        from knlocal.zipkin import ZipkinJsonExporter
 
-        return ZipkinExporter(
-            endpoint=environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT", ZIPKIN_SPANS_URL)
+        timeout = environ.get("OTEL_EXPORTER_ZIPKIN_TIMEOUT", "10")
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            raise ConfigError(
+                f"OTEL_EXPORTER_ZIPKIN_TIMEOUT: expected seconds; found {timeout!r}"
+            ) from None
+        return ZipkinJsonExporter(
+            environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT", ZIPKIN_SPANS_URL), seconds
         )
     if name == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -1,0 +1,167 @@
+"""The runtime's Zipkin exporter: one exporter for all its services, a cheaper encoder.
+
+OpenTelemetry's `ZipkinExporter` names a whole batch after the service of its first span, so
+the runtime needed one processor, thread and exporter per service it plays (ingress, activator,
+broker-ingress, broker-filter), and its JSON v2 encoder costs about 30 µs a span, in the
+runtime's own interpreter. This one names each span after its own resource's `service.name`
+and writes the same JSON as that encoder (tested field for field against it), in about a third
+of the time. The functions keep OpenTelemetry's exporter: an instance is one service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import requests
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, StatusCode
+
+log = logging.getLogger(__name__)
+
+_KINDS = {
+    SpanKind.INTERNAL: None,
+    SpanKind.SERVER: "SERVER",
+    SpanKind.CLIENT: "CLIENT",
+    SpanKind.PRODUCER: "PRODUCER",
+    SpanKind.CONSUMER: "CONSUMER",
+}
+
+
+def _tag(value: Any) -> str | None:
+    """A tag's string as OpenTelemetry's Zipkin encoder writes it (None: not exported)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, Sequence):
+        items = [
+            ("true" if item else "false")
+            if isinstance(item, bool)
+            else str(item)
+            if isinstance(item, (int, float, str))
+            else None
+            for item in value
+            if item is None or isinstance(item, (bool, int, float, str))
+        ]
+        return json.dumps(items, separators=(",", ":"))
+    return None
+
+
+def _tags(attributes: Mapping[str, Any] | None, into: dict[str, str]) -> None:
+    for key, value in (attributes or {}).items():
+        text = value if type(value) is str else _tag(value)
+        if text is not None:
+            into[key] = text
+
+
+class _Resources:
+    """Per resource (one per service): its endpoint and the tags every span of it carries."""
+
+    def __init__(self) -> None:
+        # Keyed by identity: a Resource's own hash encodes its attributes as JSON on every
+        # call. The value holds the objects, so an id is never reused while it is a key.
+        self._known: dict[tuple[int, int], tuple[dict[str, str], dict[str, str], object]] = {}
+
+    def of(self, span: ReadableSpan) -> tuple[dict[str, str], dict[str, str]]:
+        resource, scope = span.resource, span.instrumentation_scope
+        found = self._known.get((id(resource), id(scope)))
+        if found is None:
+            attributes = resource.attributes if resource else {}
+            tags: dict[str, str] = {}
+            _tags(attributes, tags)
+            if scope is not None:
+                tags["otel.library.name"] = tags["otel.scope.name"] = scope.name
+                version: Any = scope.version
+                tags["otel.library.version"] = tags["otel.scope.version"] = version
+            endpoint = {"serviceName": str(attributes.get("service.name", "unknown_service"))}
+            found = (endpoint, tags, (resource, scope))
+            self._known[(id(resource), id(scope))] = found
+        return found[0], found[1]
+
+
+def encode(span: ReadableSpan, resources: _Resources) -> dict[str, Any]:
+    """One span as Zipkin's JSON v2 (what OpenTelemetry's JsonV2Encoder makes of it)."""
+    context = span.context
+    assert context is not None and span.start_time is not None and span.end_time is not None
+    endpoint, shared = resources.of(span)
+    encoded: dict[str, Any] = {
+        "traceId": f"{context.trace_id:032x}",
+        "id": f"{context.span_id:016x}",
+        "name": span.name,
+        "timestamp": (span.start_time + 500) // 1000,
+        "duration": (span.end_time - span.start_time + 500) // 1000,
+        "localEndpoint": endpoint,
+        "kind": _KINDS[span.kind],
+    }
+    tags: dict[str, str] = {}
+    _tags(span.attributes, tags)
+    tags.update(shared)
+    status = span.status.status_code
+    if status is not StatusCode.UNSET:
+        tags["otel.status_code"] = status.name
+        if status is StatusCode.ERROR:
+            tags["error"] = span.status.description or ""
+    for name, count in (
+        ("attributes", span.dropped_attributes),
+        ("events", span.dropped_events),
+        ("links", span.dropped_links),
+    ):
+        if count:
+            tags[f"otel.dropped_{name}_count"] = str(count)
+    if tags:
+        encoded["tags"] = tags
+    if span.events:
+        encoded["annotations"] = [
+            {
+                "timestamp": (event.timestamp + 500) // 1000,
+                "value": json.dumps({event.name: dict(event.attributes or {})}, sort_keys=True),
+            }
+            for event in span.events
+        ]
+    if context.trace_flags.sampled:
+        encoded["debug"] = True
+    if span.parent is not None:
+        encoded["parentId"] = f"{span.parent.span_id:016x}"
+    return encoded
+
+
+class ZipkinJsonExporter(SpanExporter):
+    """Spans of any service to a Zipkin server's `POST /api/v2/spans`, as JSON v2."""
+
+    def __init__(self, endpoint: str, timeout_seconds: float = 10) -> None:
+        self.endpoint = endpoint
+        self.timeout_seconds = timeout_seconds
+        self._resources = _Resources()
+        self._session = requests.Session()
+        self._session.headers["Content-Type"] = "application/json"
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Send one batch; a refused or failed send is logged and the batch dropped."""
+        body = json.dumps([encode(span, self._resources) for span in spans])
+        try:
+            answer = self._session.post(self.endpoint, data=body, timeout=self.timeout_seconds)
+        except requests.RequestException as error:
+            log.warning(
+                "tracing: %d spans not exported to %s: %s", len(spans), self.endpoint, error
+            )
+            return SpanExportResult.FAILURE
+        if not answer.ok:
+            log.warning(
+                "tracing: %s refused %d spans: %d %s",
+                self.endpoint,
+                len(spans),
+                answer.status_code,
+                answer.text[:200],
+            )
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()

@@ -2,10 +2,11 @@
 
 OpenTelemetry's `ZipkinExporter` names a whole batch after the service of its first span, so
 the runtime needed one processor, thread and exporter per service it plays (ingress, activator,
-broker-ingress, broker-filter), and its JSON v2 encoder costs about 30 µs a span, in the
-runtime's own interpreter. This one names each span after its own resource's `service.name`
-and writes the same JSON as that encoder (tested field for field against it), in about a third
-of the time. The functions keep OpenTelemetry's exporter: an instance is one service.
+broker-ingress, broker-filter), and its JSON v2 encoder costs as much CPU as making the span.
+This one names each span after its own resource's `service.name` and writes the same JSON as
+that encoder (tested field for field against it) in a third of its time: a leaner encoder, and
+orjson for the batch's text. The functions keep OpenTelemetry's exporter: an instance is one
+service.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import requests
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -102,27 +104,29 @@ def encode(span: ReadableSpan, resources: _Resources) -> dict[str, Any]:
     tags: dict[str, str] = {}
     _tags(span.attributes, tags)
     tags.update(shared)
-    status = span.status.status_code
-    if status is not StatusCode.UNSET:
-        tags["otel.status_code"] = status.name
-        if status is StatusCode.ERROR:
-            tags["error"] = span.status.description or ""
-    for name, count in (
-        ("attributes", span.dropped_attributes),
-        ("events", span.dropped_events),
-        ("links", span.dropped_links),
-    ):
-        if count:
-            tags[f"otel.dropped_{name}_count"] = str(count)
+    status = span.status
+    if status.status_code is not StatusCode.UNSET:
+        tags["otel.status_code"] = status.status_code.name
+        if status.status_code is StatusCode.ERROR:
+            tags["error"] = status.description or ""
+    if span.dropped_attributes:
+        tags["otel.dropped_attributes_count"] = str(span.dropped_attributes)
+    events = span.events
+    if span.dropped_events:
+        tags["otel.dropped_events_count"] = str(span.dropped_events)
+    if span.dropped_links:
+        tags["otel.dropped_links_count"] = str(span.dropped_links)
     if tags:
         encoded["tags"] = tags
-    if span.events:
+    if events:
         encoded["annotations"] = [
             {
                 "timestamp": (event.timestamp + 500) // 1000,
+                # The annotation's value is JSON text in Zipkin: Python's, as OpenTelemetry's
+                # encoder writes it (", " and ": " separators, sorted keys).
                 "value": json.dumps({event.name: dict(event.attributes or {})}, sort_keys=True),
             }
-            for event in span.events
+            for event in events
         ]
     if context.trace_flags.sampled:
         encoded["debug"] = True
@@ -143,7 +147,7 @@ class ZipkinJsonExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Send one batch; a refused or failed send is logged and the batch dropped."""
-        body = json.dumps([encode(span, self._resources) for span in spans])
+        body = orjson.dumps([encode(span, self._resources) for span in spans])
         try:
             answer = self._session.post(self.endpoint, data=body, timeout=self.timeout_seconds)
         except requests.RequestException as error:

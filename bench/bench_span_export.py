@@ -1,0 +1,109 @@
+"""CPU per exported span in the runtime's process, its Zipkin exporter against OpenTelemetry's.
+
+`python -m bench.bench_span_export` (needs `make zipkin`). The runtime plays four services
+(ingress, activator, broker-ingress, broker-filter); it exports them as knlocal/tracing.py
+configures it (one BatchSpanProcessor, knlocal/zipkin.py's exporter) or, as the baseline, as
+it did before: one processor and OpenTelemetry's ZipkinExporter per service. Each round makes
+the same spans (a delivery attempt's five attributes) round-robin over the four services,
+pausing as a live runtime does so the export threads run, flushes, and reads
+`time.process_time` (every thread of the process: making, batching, encoding, sending). The
+two alternate within one run (the machine is shared); the result goes to
+bench/results/span-export-<date-time>.json with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.exporter.zipkin.json import ZipkinExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind
+
+from knlocal import tracing
+from knuser_tools.burst import machine_info
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVICES = ("ingress", "activator", "broker-ingress", "broker-filter")
+ATTRIBUTES = {
+    "http.request.method": "POST",
+    "url.full": "http://127.0.0.1:8080/",
+    "knative.delivery.attempt": 1,
+    "cloudevents.event_id": "5b0e3c1e-8a57-4d0f-9d3c-2f6a1c0e7b11",
+    "cloudevents.event_type": "user.created",
+}
+
+
+def _providers(how: str, url: str) -> list[TracerProvider]:
+    shared = BatchSpanProcessor(tracing.span_exporter("zipkin", {})) if how == "knlocal" else None
+    providers = []
+    for service in SERVICES:
+        provider = TracerProvider(resource=Resource({"service.name": service}))
+        provider.add_span_processor(shared or BatchSpanProcessor(ZipkinExporter(endpoint=url)))
+        providers.append(provider)
+    return providers
+
+
+def cpu_us_per_span(how: str, spans: int, url: str) -> float:
+    """CPU µs of one span, made, batched, encoded and sent, exported as `how` says."""
+    providers = _providers(how, url)
+    tracers = [provider.get_tracer("knlocal") for provider in providers]
+    start = time.process_time()
+    for number in range(spans):
+        span = tracers[number % 4].start_span("POST", kind=SpanKind.CLIENT, attributes=ATTRIBUTES)
+        span.end()
+        if number % 400 == 0:
+            time.sleep(0.05)
+    for provider in providers:
+        provider.force_flush()
+    used = time.process_time() - start
+    for provider in providers:
+        provider.shutdown()
+    return used / spans * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Alternate the two exports, print and record the figures."""
+    parser = argparse.ArgumentParser(prog="bench.bench_span_export", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of each (default 5)")
+    parser.add_argument("--spans", type=int, default=8000, help="spans a round (default 8000)")
+    parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    args = parser.parse_args(argv)
+    url = tracing.ZIPKIN_SPANS_URL
+    load_before = os.getloadavg()
+    figures: dict[str, list[float]] = {"knlocal": [], "opentelemetry_per_service": []}
+    for _ in range(args.rounds):
+        for how in ("opentelemetry_per_service", "knlocal"):
+            figures[how].append(round(cpu_us_per_span(how, args.spans, url), 1))
+    medians = {how: statistics.median(values) for how, values in figures.items()}
+    result: dict[str, Any] = {
+        "what": "CPU µs per exported span in one process playing the runtime's four services",
+        "command": "python -m bench.bench_span_export " + " ".join(argv or sys.argv[1:]),
+        "machine": machine_info(load_before, os.getloadavg()),
+        "zipkin": url,
+        "cpu_us_per_span_median": medians,
+        "knlocal_over_baseline": round(
+            medians["knlocal"] / medians["opentelemetry_per_service"], 3
+        ),
+        "rounds": figures,
+    }
+    out = Path(args.out)
+    out.mkdir(exist_ok=True)
+    path = out / f"span-export-{datetime.now(UTC):%Y-%m-%dT%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("cpu_us_per_span_median", "knlocal_over_baseline")}))
+    print(f"→ {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -58,6 +58,10 @@ def enabled() -> bool:
     return bool(_tracers)
 
 
+#: The services whose spans the runtime makes, each a TracerProvider of its own resource.
+SERVICES = ("ingress", "activator", "broker-ingress", "broker-filter")
+
+
 def exporter_name(environ: Mapping[str, str]) -> str | None:
     """The exporter the OTEL_* variables choose (zipkin, otlp, console), or None when off."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -82,7 +86,7 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
     # One processor (one thread, one exporter) for the four services: each exporter names
     # every span after its own resource.
     processor = BatchSpanProcessor(span_exporter(name, environ))
-    for service in ("ingress", "activator", "broker-ingress", "broker-filter"):
+    for service in SERVICES:
         # The service alone: the SDK's default attributes would be tags of every exported span.
         provider = TracerProvider(resource=Resource({"service.name": service}))
         provider.add_span_processor(processor)

@@ -42,15 +42,12 @@ def _tag(value: Any) -> str | None:
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, Sequence):
-        items = [
-            ("true" if item else "false")
-            if isinstance(item, bool)
-            else str(item)
-            if isinstance(item, (int, float, str))
-            else None
-            for item in value
-            if item is None or isinstance(item, (bool, int, float, str))
-        ]
+        items: list[str | None] = []
+        for item in value:
+            if item is None or isinstance(item, str):
+                items.append(item)
+            elif isinstance(item, (bool, int, float)):
+                items.append(_tag(item))
         return json.dumps(items, separators=(",", ":"))
     return None
 
@@ -111,13 +108,13 @@ def encode(span: ReadableSpan, resources: _Resources) -> dict[str, Any]:
             tags["error"] = status.description or ""
     if span.dropped_attributes:
         tags["otel.dropped_attributes_count"] = str(span.dropped_attributes)
-    events = span.events
     if span.dropped_events:
         tags["otel.dropped_events_count"] = str(span.dropped_events)
     if span.dropped_links:
         tags["otel.dropped_links_count"] = str(span.dropped_links)
     if tags:
         encoded["tags"] = tags
+    events = span.events
     if events:
         encoded["annotations"] = [
             {

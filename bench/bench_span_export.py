@@ -1,13 +1,18 @@
-"""CPU per exported span in the runtime's process, its Zipkin exporter against OpenTelemetry's.
+"""CPU per exported span, spanexport's Zipkin exporter against OpenTelemetry's, in one run.
 
-`python -m bench.bench_span_export` (needs `make zipkin`). The runtime plays four services
-(ingress, activator, broker-ingress, broker-filter); it exports them through knlocal/tracing.py's
-own `configure` (one BatchSpanProcessor, knlocal/zipkin.py's exporter) or, as the baseline, as
-it did before: one processor and OpenTelemetry's ZipkinExporter per service. Each round makes
-the same spans (a delivery attempt's five attributes) round-robin over the four services,
-pausing as a live runtime does so the export threads run, flushes, and reads
+`python -m bench.bench_span_export` (needs `make zipkin`). Two processes' shapes:
+
+- the runtime, four services (ingress, activator, broker-ingress, broker-filter): exported
+  through knlocal/tracing.py's own `configure` (one BatchSpanProcessor, spanexport's exporter)
+  or, as the baseline, as it did before: one processor and OpenTelemetry's ZipkinExporter per
+  service;
+- a function instance, one service: one processor, spanexport's exporter (what
+  functions/tracing.py's `configure` builds) or OpenTelemetry's ZipkinExporter (what it built).
+
+Each round makes the same spans (a delivery attempt's five attributes) round-robin over the
+services, pausing as a live process does so the export threads run, flushes, and reads
 `time.process_time` (every thread of the process: making, batching, encoding, sending). The
-two alternate within one run (the machine is shared); the result goes to
+kinds alternate within one run (the machine is shared); the result goes to
 bench/results/span-export-<date-time>.json with the command and the machine.
 """
 
@@ -30,6 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Tracer
 
+import spanexport
 from knlocal import tracing
 from knuser_tools.burst import machine_info
 
@@ -43,15 +49,25 @@ ATTRIBUTES = {
 }
 
 
+#: What each kind measures: the runtime's four services or one function's, and the exporter.
+KINDS = ("knlocal", "knlocal_opentelemetry", "function", "function_opentelemetry")
+
+
 def _tracers(how: str, url: str) -> tuple[list[Tracer], Callable[[], None]]:
-    """The four services' tracers exported as `how` says, and what flushes and stops them."""
+    """The tracers of the services `how` names, and what flushes and stops them."""
     if how == "knlocal":
         tracing.configure({"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": url})
         return [tracing._tracers[service] for service in tracing.SERVICES], tracing.shutdown
+    services = tracing.SERVICES if how.startswith("knlocal") else ("user-create",)
     providers = []
-    for service in tracing.SERVICES:
+    for service in services:
+        exporter = (
+            ZipkinExporter(endpoint=url)
+            if how.endswith("_opentelemetry")
+            else spanexport.span_exporter("zipkin", {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": url})
+        )
         provider = TracerProvider(resource=Resource({"service.name": service}))
-        provider.add_span_processor(BatchSpanProcessor(ZipkinExporter(endpoint=url)))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
         providers.append(provider)
 
     def stop() -> None:
@@ -66,7 +82,9 @@ def cpu_us_per_span(how: str, spans: int, url: str) -> float:
     tracers, stop = _tracers(how, url)
     start = time.process_time()
     for number in range(spans):
-        span = tracers[number % 4].start_span("POST", kind=SpanKind.CLIENT, attributes=ATTRIBUTES)
+        span = tracers[number % len(tracers)].start_span(
+            "POST", kind=SpanKind.CLIENT, attributes=ATTRIBUTES
+        )
         span.end()
         if number % 400 == 0:
             time.sleep(0.05)
@@ -81,29 +99,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans", type=int, default=8000, help="spans a round (default 8000)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     args = parser.parse_args(argv)
-    url = tracing.ZIPKIN_SPANS_URL
+    url = spanexport.ZIPKIN_SPANS_URL
     load_before = os.getloadavg()
-    figures: dict[str, list[float]] = {"knlocal": [], "opentelemetry_per_service": []}
+    figures: dict[str, list[float]] = {how: [] for how in KINDS}
     for _ in range(args.rounds):
-        for how in ("opentelemetry_per_service", "knlocal"):
+        for how in KINDS:
             figures[how].append(round(cpu_us_per_span(how, args.spans, url), 1))
     medians = {how: statistics.median(values) for how, values in figures.items()}
     result: dict[str, Any] = {
-        "what": "CPU µs per exported span in one process playing the runtime's four services",
+        "what": "CPU µs per exported span: the runtime's four services in one process, and one "
+        "function instance's service; spanexport's exporter against OpenTelemetry's",
         "command": "python -m bench.bench_span_export " + " ".join(argv or sys.argv[1:]),
         "machine": machine_info(load_before, os.getloadavg()),
         "zipkin": url,
         "cpu_us_per_span_median": medians,
-        "knlocal_over_baseline": round(
-            medians["knlocal"] / medians["opentelemetry_per_service"], 3
-        ),
+        "over_baseline": {
+            how: round(medians[how] / medians[f"{how}_opentelemetry"], 3)
+            for how in ("knlocal", "function")
+        },
         "rounds": figures,
     }
     out = Path(args.out)
     out.mkdir(exist_ok=True)
     path = out / f"span-export-{datetime.now(UTC):%Y-%m-%dT%H%M%S}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("cpu_us_per_span_median", "knlocal_over_baseline")}))
+    print(json.dumps({k: result[k] for k in ("cpu_us_per_span_median", "over_baseline")}))
     print(f"→ {path}")
     return 0
 

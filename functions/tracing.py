@@ -22,14 +22,13 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+import spanexport
 from functions.errors import ConfigError
 from functions.stores.base import Record, Table
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
-#: Where `make zipkin` listens; the exporter's own default is `localhost`, which may be ::1.
-ZIPKIN_SPANS_URL = "http://127.0.0.1:9411/api/v2/spans"
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 #: The trace context of the request being served: `{"traceparent": …, "tracestate": …}`.
@@ -42,9 +41,8 @@ _tracer: Tracer | None = None
 def configure(service: str, environ: Mapping[str, str]) -> None:
     """Record spans as `service` if the OTEL_* variables name an exporter."""
     global _tracer
-    name = environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
-    off = environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-    if off or name in ("", "none") or _tracer is not None:
+    name = spanexport.exporter_name(environ)
+    if name is None or _tracer is not None:
         return
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -62,8 +60,8 @@ def warm_up(environ: Mapping[str, str]) -> None:
     Run in knlocal's warm template: every instance forked from it then finds them imported
     (about 100 ms of CPU per cold start otherwise).
     """
-    name = environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
-    if name in ("", "none"):
+    name = spanexport.exporter_name(environ)
+    if name is None:
         return
     import opentelemetry.sdk.trace.export
     import opentelemetry.trace.propagation.tracecontext  # noqa: F401
@@ -73,23 +71,11 @@ def warm_up(environ: Mapping[str, str]) -> None:
 
 
 def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
-    if name == "zipkin":
-        from opentelemetry.exporter.zipkin.json import ZipkinExporter
-
-        return ZipkinExporter(
-            endpoint=environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT", ZIPKIN_SPANS_URL)
-        )
-    if name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter()
-    if name == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter()
-    raise ConfigError(
-        f"OTEL_TRACES_EXPORTER: expected zipkin, otlp, console or none; found {name!r}"
-    )
+    """The SpanExporter called `name` (see :func:`spanexport.span_exporter`)."""
+    try:
+        return spanexport.span_exporter(name, environ)
+    except spanexport.ConfigError as error:
+        raise ConfigError(str(error)) from None
 
 
 def trace_id(traceparent: object) -> str | None:
@@ -223,25 +209,36 @@ def set_status(span: Span | None, status: int, operation_id: object = None) -> N
         span.set_status(Status(StatusCode.ERROR))
 
 
-@contextlib.contextmanager
-def _client_span(name: str, kind: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
-    from opentelemetry import trace
-    from opentelemetry.trace import SpanKind
+class _ClientSpan:
+    """A child span of the request's SERVER span while entered, its context the outgoing one.
 
-    assert _tracer is not None
-    parent = _span.get()
-    context = trace.set_span_in_context(parent) if parent is not None else None
-    span = _tracer.start_span(name, context, kind=SpanKind[kind], attributes=attributes)
-    current = _context.get() or {}
-    token = _context.set(_headers_of(span, current.get("tracestate")))
-    try:
-        yield span
-    except BaseException as error:
-        _record_error(span, error)
-        raise
-    finally:
-        span.end()
-        _context.reset(token)
+    A class rather than a generator-based context manager: it wraps every store call.
+    """
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, name: str, kind: str, attributes: Mapping[str, Any]) -> None:
+        from opentelemetry import trace
+        from opentelemetry.trace import SpanKind
+
+        assert _tracer is not None
+        parent = _span.get()
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        self.span = _tracer.start_span(name, context, kind=SpanKind[kind], attributes=attributes)
+        self.token: Any = None
+
+    def __enter__(self) -> Span:
+        current = _context.get() or {}
+        self.token = _context.set(_headers_of(self.span, current.get("tracestate")))
+        return self.span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        if error is not None:
+            _record_error(self.span, error)
+        self.span.end()
+        _context.reset(self.token)
 
 
 def send_span(url: str) -> contextlib.AbstractContextManager[Any]:
@@ -253,7 +250,7 @@ def send_span(url: str) -> contextlib.AbstractContextManager[Any]:
         "url.full": url,
         "messaging.operation.type": "send",
     }
-    return _client_span("send broker", "PRODUCER", attributes)
+    return _ClientSpan("send broker", "PRODUCER", attributes)
 
 
 class TracedTable(Table):
@@ -270,7 +267,7 @@ class TracedTable(Table):
             "db.collection.name": self.collection,
             "db.operation.name": operation,
         }
-        return _client_span(f"{operation} {self.collection}", "CLIENT", attributes)
+        return _ClientSpan(f"{operation} {self.collection}", "CLIENT", attributes)
 
     def put_if_absent(self, record: Record) -> Record:
         """See :meth:`Table.put_if_absent`."""

@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import spanexport
 from knlocal.errors import ConfigError
 from knlocal.eventing.events import BaseCloudEvent, replace_attributes
 
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
-#: Where `make zipkin` listens; the exporter's default is `localhost`, which may be ::1.
-ZIPKIN_SPANS_URL = "http://127.0.0.1:9411/api/v2/spans"
 #: The CloudEvents Distributed Tracing extension's attributes (and the W3C header names).
 TRACE_EXTENSIONS = ("traceparent", "tracestate")
 #: The extension naming the operation (functions/catalog.py): an attribute of every event span,
@@ -64,10 +63,7 @@ SERVICES = ("ingress", "activator", "broker-ingress", "broker-filter")
 
 def exporter_name(environ: Mapping[str, str]) -> str | None:
     """The exporter the OTEL_* variables choose (zipkin, otlp, console), or None when off."""
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    name = environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
-    return name if name and name != "none" else None
+    return spanexport.exporter_name(environ)
 
 
 def configure(environ: Mapping[str, str] = os.environ) -> bool:
@@ -96,31 +92,11 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
-    """The SpanExporter called `name` (the values OTEL_TRACES_EXPORTER takes)."""
-    if name == "zipkin":
-        from knlocal.zipkin import ZipkinJsonExporter
-
-        timeout = environ.get("OTEL_EXPORTER_ZIPKIN_TIMEOUT", "10")
-        try:
-            seconds = float(timeout)
-        except ValueError:
-            raise ConfigError(
-                f"OTEL_EXPORTER_ZIPKIN_TIMEOUT: expected seconds; found {timeout!r}"
-            ) from None
-        return ZipkinJsonExporter(
-            environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT", ZIPKIN_SPANS_URL), seconds
-        )
-    if name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter()
-    if name == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter()
-    raise ConfigError(
-        f"OTEL_TRACES_EXPORTER: expected zipkin, otlp, console or none; found {name!r}"
-    )
+    """The SpanExporter called `name` (see :func:`spanexport.span_exporter`)."""
+    try:
+        return spanexport.span_exporter(name, environ)
+    except spanexport.ConfigError as error:
+        raise ConfigError(str(error)) from None
 
 
 def shutdown() -> None:

@@ -1,7 +1,8 @@
-"""The runtime's Zipkin exporter writes what OpenTelemetry's Zipkin encoder writes, per span.
+"""spanexport's Zipkin exporter writes what OpenTelemetry's Zipkin encoder writes, per span.
 
 The reference is `opentelemetry-exporter-zipkin-json`'s JsonV2Encoder given each span's own
-service; the runtime's traces in a real Zipkin server are tested in test_tracing.py.
+service; the runtime's and the functions' traces in a real Zipkin server are tested in
+tests/knlocal/test_tracing.py.
 """
 
 import json
@@ -18,9 +19,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
+import spanexport
+from functions import tracing as function_tracing
+from functions.errors import ConfigError as FunctionConfigError
 from knlocal import tracing
 from knlocal.errors import ConfigError
-from knlocal.zipkin import ZipkinJsonExporter, _Resources, encode
+from spanexport.zipkin import ZipkinJsonExporter, _Resources, encode
 
 
 def _spans() -> list[ReadableSpan]:
@@ -141,6 +145,25 @@ def test_a_refused_or_unreachable_batch_fails_and_says_so(
     assert "16 spans not exported to http://127.0.0.1:1/api/v2/spans" in caplog.text
 
 
-def test_a_timeout_that_is_no_number_is_refused_saying_what_was_expected() -> None:
-    with pytest.raises(ConfigError, match="OTEL_EXPORTER_ZIPKIN_TIMEOUT: expected seconds"):
-        tracing.span_exporter("zipkin", {"OTEL_EXPORTER_ZIPKIN_TIMEOUT": "soon"})
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER: expected zipkin, otlp"),
+        (
+            {"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_TIMEOUT": "soon"},
+            "OTEL_EXPORTER_ZIPKIN_TIMEOUT: expected seconds; found 'soon'",
+        ),
+    ],
+)
+def test_a_setting_no_exporter_takes_is_refused_saying_what_was_expected(
+    environ: dict[str, str], expected: str
+) -> None:
+    name = spanexport.exporter_name(environ)
+    assert name is not None
+    with pytest.raises(spanexport.ConfigError, match=expected):
+        spanexport.span_exporter(name, environ)
+    # Each user of it says so with its own package's error (what its command reports).
+    with pytest.raises(ConfigError, match=expected):
+        tracing.span_exporter(name, environ)
+    with pytest.raises(FunctionConfigError, match=expected):
+        function_tracing.span_exporter(name, environ)

@@ -1,12 +1,12 @@
-"""CPU per exported span, spanexport's Zipkin exporter against OpenTelemetry's, in one run.
+"""CPU per exported span, leantrace's Zipkin exporter against OpenTelemetry's, in one run.
 
 `python -m bench.bench_span_export` (needs `make zipkin`). Two processes' shapes:
 
 - the runtime, four services (ingress, activator, broker-ingress, broker-filter): exported
-  through knlocal/tracing.py's own `configure` (one BatchSpanProcessor, spanexport's exporter)
+  through knlocal/tracing.py's own `configure` (one BatchSpanProcessor, leantrace's exporter)
   or, as the baseline, as it did before: one processor and OpenTelemetry's ZipkinExporter per
   service;
-- a function instance, one service: one processor, spanexport's exporter (what
+- a function instance, one service: one processor, leantrace's exporter (what
   functions/tracing.py's `configure` builds) or OpenTelemetry's ZipkinExporter (what it built).
 
 Each round makes the same spans (a delivery attempt's five attributes) round-robin over the
@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Tracer
 
-import spanexport
+import leantrace
 from knlocal import tracing
 from knuser_tools.burst import machine_info
 
@@ -64,7 +64,7 @@ def _tracers(how: str, url: str) -> tuple[list[Tracer], Callable[[], None]]:
         exporter = (
             ZipkinExporter(endpoint=url)
             if how.endswith("_opentelemetry")
-            else spanexport.span_exporter("zipkin", {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": url})
+            else leantrace.span_exporter("zipkin", {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": url})
         )
         provider = TracerProvider(resource=Resource({"service.name": service}))
         provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans", type=int, default=8000, help="spans a round (default 8000)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     args = parser.parse_args(argv)
-    url = spanexport.ZIPKIN_SPANS_URL
+    url = leantrace.ZIPKIN_SPANS_URL
     load_before = os.getloadavg()
     figures: dict[str, list[float]] = {how: [] for how in KINDS}
     for _ in range(args.rounds):
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     medians = {how: statistics.median(values) for how, values in figures.items()}
     result: dict[str, Any] = {
         "what": "CPU µs per exported span: the runtime's four services in one process, and one "
-        "function instance's service; spanexport's exporter against OpenTelemetry's",
+        "function instance's service; leantrace's exporter against OpenTelemetry's",
         "command": "python -m bench.bench_span_export " + " ".join(argv or sys.argv[1:]),
         "machine": machine_info(load_before, os.getloadavg()),
         "zipkin": url,

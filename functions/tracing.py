@@ -22,12 +22,14 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import spanexport
+import leantrace
 from functions.errors import ConfigError
 from functions.stores.base import Record, Table
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import SpanContext
+
+    from leantrace.spans import Span, Tracer
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
@@ -41,17 +43,22 @@ _tracer: Tracer | None = None
 def configure(service: str, environ: Mapping[str, str]) -> None:
     """Record spans as `service` if the OTEL_* variables name an exporter."""
     global _tracer
-    name = spanexport.exporter_name(environ)
+    name = leantrace.exporter_name(environ)
     if name is None or _tracer is not None:
         return
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from leantrace.spans import Tracer, sampler_from_environ
 
     # The service alone: the SDK's default attributes would be tags of every exported span.
-    provider = TracerProvider(resource=Resource({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(span_exporter(name, environ)))
-    _tracer = provider.get_tracer("functions")
+    _tracer = Tracer(
+        Resource({"service.name": service}),
+        BatchSpanProcessor(span_exporter(name, environ)),
+        sampler_from_environ(),
+        InstrumentationScope("functions", ""),  # version "": as the SDK does; Zipkin refuses null
+    )
 
 
 def warm_up(environ: Mapping[str, str]) -> None:
@@ -60,21 +67,22 @@ def warm_up(environ: Mapping[str, str]) -> None:
     Run in knlocal's warm template: every instance forked from it then finds them imported
     (about 100 ms of CPU per cold start otherwise).
     """
-    name = spanexport.exporter_name(environ)
+    name = leantrace.exporter_name(environ)
     if name is None:
         return
-    import opentelemetry.sdk.trace.export
-    import opentelemetry.trace.propagation.tracecontext  # noqa: F401
+    import opentelemetry.sdk.trace.export  # noqa: F401
+
+    from leantrace import spans  # noqa: F401
 
     with contextlib.suppress(ConfigError):  # said by the instance itself, when it starts
         span_exporter(name, environ)
 
 
 def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
-    """The SpanExporter called `name` (see :func:`spanexport.span_exporter`)."""
+    """The SpanExporter called `name` (see :func:`leantrace.span_exporter`)."""
     try:
-        return spanexport.span_exporter(name, environ)
-    except spanexport.ConfigError as error:
+        return leantrace.span_exporter(name, environ)
+    except leantrace.ConfigError as error:
         raise ConfigError(str(error)) from None
 
 
@@ -144,11 +152,7 @@ def server_span(
         attributes["cloudevents.event_id"] = event.get_id()
         attributes["cloudevents.event_type"] = event.get_type()
         attributes["operationid"] = str(event.get_extension("operationid") or "")
-    # A plain start_span with its parent given: the SDK's current-span machinery
-    # (start_as_current_span, its propagator) costs as much again per span.
-    span = _tracer.start_span(
-        f"{method} {route}", _parent(carrier), kind=SpanKind.SERVER, attributes=attributes
-    )
+    span = _tracer.start_span(f"{method} {route}", _parent(carrier), SpanKind.SERVER, attributes)
     token = _context.set(_headers_of(span, carrier.get("tracestate")))
     span_token = _span.set(span)
     try:
@@ -162,24 +166,11 @@ def server_span(
         _context.reset(token)
 
 
-def _parent(carrier: Mapping[str, str]) -> Any:
-    """The OpenTelemetry context of a `traceparent` (already validated), without a propagator."""
-    from opentelemetry import trace
-    from opentelemetry.trace.span import TraceState
+def _parent(carrier: Mapping[str, str]) -> SpanContext | None:
+    """The remote parent a carrier's `traceparent` names, if it is a valid one."""
+    from leantrace.spans import parse_traceparent
 
-    parent = carrier.get("traceparent", "")
-    match = _TRACEPARENT.match(parent)
-    if match is None:
-        return None
-    state = carrier.get("tracestate")
-    context = trace.SpanContext(
-        int(match.group(1), 16),
-        int(match.group(2), 16),
-        is_remote=True,
-        trace_flags=trace.TraceFlags(int(parent[-2:], 16)),
-        trace_state=TraceState.from_header([state]) if state else None,
-    )
-    return trace.set_span_in_context(trace.NonRecordingSpan(context))
+    return parse_traceparent(carrier.get("traceparent"), carrier.get("tracestate"))
 
 
 def _headers_of(span: Span, tracestate: str | None) -> dict[str, str]:
@@ -218,13 +209,13 @@ class _ClientSpan:
     __slots__ = ("span", "token")
 
     def __init__(self, name: str, kind: str, attributes: Mapping[str, Any]) -> None:
-        from opentelemetry import trace
         from opentelemetry.trace import SpanKind
 
         assert _tracer is not None
         parent = _span.get()
-        context = trace.set_span_in_context(parent) if parent is not None else None
-        self.span = _tracer.start_span(name, context, kind=SpanKind[kind], attributes=attributes)
+        self.span = _tracer.start_span(
+            name, parent.context if parent is not None else None, SpanKind[kind], attributes
+        )
         self.token: Any = None
 
     def __enter__(self) -> Span:

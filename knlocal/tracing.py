@@ -24,6 +24,10 @@ event as the CloudEvents Distributed Tracing extension (`traceparent`, `tracesta
 how the consumer of a stored event, on any backend (a Kafka record's `ce_traceparent` header
 included), continues the trace. Attribute names follow OpenTelemetry's semantic conventions for
 HTTP, messaging and CloudEvents (`cloudevents.event_id`, `cloudevents.event_type`, …).
+
+The spans are leantrace's (leantrace/spans.py: OpenTelemetry's ReadableSpans made without the
+SDK's per-span machinery, which costs several times more inside the running runtime), exported
+through the SDK's BatchSpanProcessor; the current span is this module's own context variable.
 """
 
 from __future__ import annotations
@@ -32,24 +36,30 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import spanexport
+import leantrace
 from knlocal.errors import ConfigError
 from knlocal.eventing.events import BaseCloudEvent, replace_attributes
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import SpanContext
+
+    from leantrace.spans import Span, Tracer
 
 #: The CloudEvents Distributed Tracing extension's attributes (and the W3C header names).
 TRACE_EXTENSIONS = ("traceparent", "tracestate")
 #: The extension naming the operation (functions/catalog.py): an attribute of every event span,
 #: so that Zipkin finds an operation's trace by `annotationQuery=operationid=<id>`.
 OPERATION_ID = "operationid"
+#: The services whose spans the runtime makes, each a resource of its own.
+SERVICES = ("ingress", "activator", "broker-ingress", "broker-filter")
 
 _tracers: dict[str, Tracer] = {}
 _shutdown: list[Any] = []
+#: The parent of spans started now: the current span, or a request's remote `traceparent`.
+_current: ContextVar[Span | SpanContext | None] = ContextVar("knlocal_span", default=None)
 
 
 def enabled() -> bool:
@@ -57,45 +67,43 @@ def enabled() -> bool:
     return bool(_tracers)
 
 
-#: The services whose spans the runtime makes, each a TracerProvider of its own resource.
-SERVICES = ("ingress", "activator", "broker-ingress", "broker-filter")
-
-
 def exporter_name(environ: Mapping[str, str]) -> str | None:
     """The exporter the OTEL_* variables choose (zipkin, otlp, console), or None when off."""
-    return spanexport.exporter_name(environ)
+    return leantrace.exporter_name(environ)
 
 
 def configure(environ: Mapping[str, str] = os.environ) -> bool:
     """Record spans if `OTEL_TRACES_EXPORTER` names an exporter; return whether it does.
 
-    The sampler (`OTEL_TRACES_SAMPLER`, `…_ARG`), the batch settings (`OTEL_BSP_*`), the
-    endpoints and the resource attributes are read by the SDK itself from the same variables.
+    The sampler (`OTEL_TRACES_SAMPLER`, `…_ARG`), the batch settings (`OTEL_BSP_*`) and the
+    endpoints are read by the SDK itself from the same variables.
     """
     name = exporter_name(environ)
     if name is None or _tracers:
         return bool(_tracers)
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from leantrace.spans import Tracer, sampler_from_environ
 
     # One processor (one thread, one exporter) for the four services: each exporter names
     # every span after its own resource.
     processor = BatchSpanProcessor(span_exporter(name, environ))
+    # Version "": what the SDK gives a tracer without one (Zipkin refuses a null tag).
+    sampler, scope = sampler_from_environ(), InstrumentationScope("knlocal", "")
     for service in SERVICES:
         # The service alone: the SDK's default attributes would be tags of every exported span.
-        provider = TracerProvider(resource=Resource({"service.name": service}))
-        provider.add_span_processor(processor)
-        _tracers[service] = provider.get_tracer("knlocal")
-        _shutdown.append(provider)
+        _tracers[service] = Tracer(Resource({"service.name": service}), processor, sampler, scope)
+    _shutdown.append(processor)
     return True
 
 
 def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
-    """The SpanExporter called `name` (see :func:`spanexport.span_exporter`)."""
+    """The SpanExporter called `name` (see :func:`leantrace.span_exporter`)."""
     try:
-        return spanexport.span_exporter(name, environ)
-    except spanexport.ConfigError as error:
+        return leantrace.span_exporter(name, environ)
+    except leantrace.ConfigError as error:
         raise ConfigError(str(error)) from None
 
 
@@ -109,44 +117,28 @@ def shutdown() -> None:
 # -- context ------------------------------------------------------------------------------------
 
 
-def _extract(carrier: Mapping[str, str]) -> Context | None:
-    """The context a `traceparent` names (None when it is no valid one), without a propagator:
-    the SDK's builds a propagator and runs its regular expressions per call."""
-    from opentelemetry import trace
-    from opentelemetry.trace.span import TraceState
+def _extract(carrier: Mapping[str, str]) -> SpanContext | None:
+    """The remote parent a carrier's `traceparent` names (None when it is no valid one)."""
+    from leantrace.spans import parse_traceparent
 
-    parent = carrier.get("traceparent") or ""
-    fields = parent.split("-")
-    if len(fields) != 4 or fields[0] != "00" or len(fields[1]) != 32 or len(fields[2]) != 16:
-        return None
-    try:
-        trace_id, span_id, flags = int(fields[1], 16), int(fields[2], 16), int(fields[3], 16)
-    except ValueError:
-        return None
-    if not trace_id or not span_id:
-        return None
-    state = carrier.get("tracestate")
-    context = trace.SpanContext(
-        trace_id,
-        span_id,
-        is_remote=True,
-        trace_flags=trace.TraceFlags(flags),
-        trace_state=TraceState.from_header([state]) if state else None,
-    )
-    return trace.set_span_in_context(trace.NonRecordingSpan(context))
+    return parse_traceparent(carrier.get("traceparent"), carrier.get("tracestate"))
+
+
+def _parent() -> SpanContext | None:
+    current = _current.get()
+    if current is None or isinstance(current, tuple):  # a SpanContext is a tuple
+        return current
+    return current.context
 
 
 def _current_headers() -> dict[str, str]:
     """The W3C headers of the current span (what a propagator's inject writes)."""
-    from opentelemetry import trace
+    from leantrace.spans import traceparent_of
 
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
+    context = _parent()
+    if context is None:
         return {}
-    carrier = {
-        "traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
-        f"{context.trace_flags:02x}"
-    }
+    carrier = {"traceparent": traceparent_of(context)}
     if context.trace_state:
         carrier["tracestate"] = context.trace_state.to_header()
     return carrier
@@ -162,29 +154,26 @@ def inject(headers: Mapping[str, str]) -> Mapping[str, str]:
 
 
 @contextlib.contextmanager
-def _attached(context: Context) -> Iterator[None]:
-    from opentelemetry import context as otel_context
-
-    token = otel_context.attach(context)
+def _attached(parent: SpanContext) -> Iterator[None]:
+    token = _current.set(parent)
     try:
         yield
     finally:
-        otel_context.detach(token)
+        _current.reset(token)
 
 
 def incoming(headers: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
     """Make an HTTP request's `traceparent` the parent of the spans started within."""
     if not _tracers or "traceparent" not in headers:
         return contextlib.nullcontext()
-    context = _extract(headers)
-    return _attached(context) if context is not None else contextlib.nullcontext()
+    parent = _extract(headers)
+    return _attached(parent) if parent is not None else contextlib.nullcontext()
 
 
 # -- spans --------------------------------------------------------------------------------------
 
 
 def _event_attributes(event: BaseCloudEvent) -> dict[str, Any]:
-    # Few on purpose: the SDK checks every attribute of every span, the most of a span's cost.
     attributes = {
         "cloudevents.event_id": event.get_id(),
         "cloudevents.event_type": event.get_type(),
@@ -196,37 +185,30 @@ def _event_attributes(event: BaseCloudEvent) -> dict[str, Any]:
 
 
 class _Current:
-    """A started span as the current one while entered; ended on exit (an error: ERROR).
-
-    The SDK's `start_as_current_span` does the same through two generator-based context
-    managers; this is the hot path of every hop, so it is done by hand.
-    """
+    """A started span as the current one while entered; ended on exit (an error: ERROR)."""
 
     __slots__ = ("span", "token")
 
     def __init__(self, span: Span) -> None:
         self.span = span
-        self.token: object = None
+        self.token: Any = None
 
     def __enter__(self) -> Span:
-        from opentelemetry import context, trace
-
-        self.token = context.attach(trace.set_span_in_context(self.span))
+        self.token = _current.set(self.span)
         return self.span
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _: Any
     ) -> None:
-        from opentelemetry import context
-        from opentelemetry.trace import Status, StatusCode
-
         if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
             self.span.record_exception(error)
             self.span.set_status(
                 Status(StatusCode.ERROR, f"{kind.__name__ if kind else ''}: {error}")
             )
         self.span.end()
-        context.detach(self.token)  # type: ignore[arg-type]
+        _current.reset(self.token)
 
 
 def _span(
@@ -234,13 +216,14 @@ def _span(
     name: str,
     kind: str,
     attributes: Mapping[str, Any],
-    context: Context | None = None,
+    parent: SpanContext | None = None,
     start_time: int | None = None,
 ) -> _Current:
+    """A span of `service`, a child of `parent` if given, else of the current span."""
     from opentelemetry.trace import SpanKind
 
     span = _tracers[service].start_span(
-        name, context=context, kind=SpanKind[kind], attributes=attributes, start_time=start_time
+        name, parent or _parent(), SpanKind[kind], attributes, start_time
     )
     return _Current(span)
 
@@ -283,11 +266,11 @@ class _Activator:
 
     def held(self, cold_start_seconds: float | None) -> None:
         """The request got an instance; `cold_start_seconds` when it waited for a new one."""
-        from opentelemetry import trace
-
         self.answered = True
         if cold_start_seconds is None:
-            trace.get_current_span().add_event(f"activator {self.service}")
+            current = _current.get()
+            if current is not None and not isinstance(current, tuple):
+                current.add_event(f"activator {self.service}")
             return
         now_ns = time.time_ns()
         attributes = {
@@ -304,7 +287,7 @@ class _Activator:
         span = self.current.__enter__()
         span.add_event("cold start", {"knative.cold_start.ms": round(cold_start_seconds * 1000, 3)})
         hold = _tracers["activator"].start_span(
-            "hold (scale from zero)", start_time=self.arrived_ns
+            "hold (scale from zero)", span.context, start_time=self.arrived_ns
         )
         hold.end(end_time=now_ns)
 
@@ -320,6 +303,7 @@ class _Activator:
             # Held, and no instance came in time (the activator's 504): the hold as a span.
             span = _tracers["activator"].start_span(
                 f"activator {self.service}",
+                _parent(),
                 attributes={"knative.service": self.service},
                 start_time=self.arrived_ns,
             )

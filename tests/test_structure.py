@@ -6,7 +6,7 @@ unless a ``# long:`` comment (on or within the 3 lines above the ``def``, or a
 line of the docstring starting with ``long:``) says why; no private name is
 imported across modules; knlocal has no import cycle; knlocal imports nothing
 of the application (``functions``, ``knuser_tools``); the function image's packages
-(``functions``, ``spanexport``) import nothing of the runtime; ``knlocal.apis`` is the
+(``functions``, ``leantrace``) import nothing of the runtime; ``knlocal.apis`` is the
 bottom layer (it imports nothing of eventing, serving or the runtime).
 """
 
@@ -16,7 +16,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("knlocal", "knuser_tools", "functions", "spanexport")
+PACKAGES = ("knlocal", "knuser_tools", "functions", "leantrace")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 LONG_MARKER = "# long:"
@@ -198,9 +198,9 @@ def test_knlocal_imports_nothing_of_the_application() -> None:
     assert not offenders, f"knlocal importing the application: {offenders}"
 
 
-def test_spanexport_and_functions_import_nothing_of_the_runtime() -> None:
-    # Both ship in the function image, which has no knlocal; spanexport serves both sides.
-    shipped = {"spanexport": {"functions", "knlocal", "knuser_tools"}, "functions": {"knlocal"}}
+def test_leantrace_and_functions_import_nothing_of_the_runtime() -> None:
+    # Both ship in the function image, which has no knlocal; leantrace serves both sides.
+    shipped = {"leantrace": {"functions", "knlocal", "knuser_tools"}, "functions": {"knlocal"}}
     offenders = [
         f"{_module_name(path)} imports {name}"
         for package, forbidden in shipped.items()

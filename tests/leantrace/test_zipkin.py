@@ -1,4 +1,4 @@
-"""spanexport's Zipkin exporter writes what OpenTelemetry's Zipkin encoder writes, per span.
+"""leantrace's Zipkin exporter writes what OpenTelemetry's Zipkin encoder writes, per span.
 
 The reference is `opentelemetry-exporter-zipkin-json`'s JsonV2Encoder given each span's own
 service; the runtime's and the functions' traces in a real Zipkin server are tested in
@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-import spanexport
+import leantrace
 from functions import tracing as function_tracing
 from functions.errors import ConfigError as FunctionConfigError
 from knlocal import tracing
 from knlocal.errors import ConfigError
-from spanexport.zipkin import ZipkinJsonExporter, _Resources, encode
+from leantrace.zipkin import ZipkinJsonExporter, _Resources, encode
 
 
 def _spans() -> list[ReadableSpan]:
@@ -158,10 +158,10 @@ def test_a_refused_or_unreachable_batch_fails_and_says_so(
 def test_a_setting_no_exporter_takes_is_refused_saying_what_was_expected(
     environ: dict[str, str], expected: str
 ) -> None:
-    name = spanexport.exporter_name(environ)
+    name = leantrace.exporter_name(environ)
     assert name is not None
-    with pytest.raises(spanexport.ConfigError, match=expected):
-        spanexport.span_exporter(name, environ)
+    with pytest.raises(leantrace.ConfigError, match=expected):
+        leantrace.span_exporter(name, environ)
     # Each user of it says so with its own package's error (what its command reports).
     with pytest.raises(ConfigError, match=expected):
         tracing.span_exporter(name, environ)

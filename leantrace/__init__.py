@@ -33,7 +33,7 @@ def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
     :raises ConfigError: `name` is no exporter, or `OTEL_EXPORTER_ZIPKIN_TIMEOUT` no number.
     """
     if name == "zipkin":
-        from spanexport.zipkin import ZipkinJsonExporter
+        from leantrace.zipkin import ZipkinJsonExporter
 
         timeout = environ.get("OTEL_EXPORTER_ZIPKIN_TIMEOUT", "10")
         try:

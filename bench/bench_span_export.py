@@ -1,13 +1,13 @@
-"""CPU per exported span, leantrace's Zipkin exporter against OpenTelemetry's, in one run.
+"""CPU per exported span, leantrace's spans and exporter against OpenTelemetry's, in one run.
 
 `python -m bench.bench_span_export` (needs `make zipkin`). Two processes' shapes:
 
-- the runtime, four services (ingress, activator, broker-ingress, broker-filter): exported
-  through knlocal/tracing.py's own `configure` (one BatchSpanProcessor, leantrace's exporter)
-  or, as the baseline, as it did before: one processor and OpenTelemetry's ZipkinExporter per
-  service;
-- a function instance, one service: one processor, leantrace's exporter (what
-  functions/tracing.py's `configure` builds) or OpenTelemetry's ZipkinExporter (what it built).
+- the runtime, four services (ingress, activator, broker-ingress, broker-filter): its own
+  `tracing.configure` (leantrace's spans, one BatchSpanProcessor, leantrace's Zipkin exporter)
+  or, as the baseline, what it did before: the SDK's spans, one processor and OpenTelemetry's
+  ZipkinExporter per service;
+- a function instance, one service: functions/tracing.py's own `configure` (leantrace's spans
+  and exporter), or the SDK's spans and OpenTelemetry's ZipkinExporter (what it built before).
 
 Each round makes the same spans (a delivery attempt's five attributes) round-robin over the
 services, pausing as a live process does so the export threads run, flushes, and reads
@@ -33,9 +33,10 @@ from opentelemetry.exporter.zipkin.json import ZipkinExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import SpanKind
 
 import leantrace
+from functions import tracing as function_tracing
 from knlocal import tracing
 from knuser_tools.burst import machine_info
 
@@ -53,21 +54,20 @@ ATTRIBUTES = {
 KINDS = ("knlocal", "knlocal_opentelemetry", "function", "function_opentelemetry")
 
 
-def _tracers(how: str, url: str) -> tuple[list[Tracer], Callable[[], None]]:
+def _tracers(how: str, url: str) -> tuple[list[Any], Callable[[], None]]:
     """The tracers of the services `how` names, and what flushes and stops them."""
+    environ = {"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": url}
     if how == "knlocal":
-        tracing.configure({"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": url})
+        tracing.configure(environ)
         return [tracing._tracers[service] for service in tracing.SERVICES], tracing.shutdown
+    if how == "function":
+        function_tracing.configure("user-create", environ)
+        return [function_tracing._tracer], function_tracing.shutdown
     services = tracing.SERVICES if how.startswith("knlocal") else ("user-create",)
     providers = []
     for service in services:
-        exporter = (
-            ZipkinExporter(endpoint=url)
-            if how.endswith("_opentelemetry")
-            else leantrace.span_exporter("zipkin", {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": url})
-        )
         provider = TracerProvider(resource=Resource({"service.name": service}))
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(BatchSpanProcessor(ZipkinExporter(endpoint=url)))
         providers.append(provider)
 
     def stop() -> None:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     medians = {how: statistics.median(values) for how, values in figures.items()}
     result: dict[str, Any] = {
         "what": "CPU µs per exported span: the runtime's four services in one process, and one "
-        "function instance's service; leantrace's exporter against OpenTelemetry's",
+        "function instance's service; leantrace's spans and exporter against the SDK's",
         "command": "python -m bench.bench_span_export " + " ".join(argv or sys.argv[1:]),
         "machine": machine_info(load_before, os.getloadavg()),
         "zipkin": url,

@@ -15,6 +15,7 @@ Handlers know none of this: the app factory, the registry and the sink call the 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -59,6 +60,16 @@ def configure(service: str, environ: Mapping[str, str]) -> None:
         sampler_from_environ(),
         InstrumentationScope("functions", ""),  # version "": as the SDK does; Zipkin refuses null
     )
+    # The last spans leave with the process, as the SDK's TracerProvider does it.
+    atexit.register(shutdown)
+
+
+def shutdown() -> None:
+    """Export the spans still buffered and stop recording (at the process's exit)."""
+    global _tracer
+    if _tracer is not None:
+        _tracer.processor.shutdown()
+        _tracer = None
 
 
 def warm_up(environ: Mapping[str, str]) -> None:

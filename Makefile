@@ -92,8 +92,10 @@ dynamodb-tables: $(STAMP) ## create the DynamoDB tables now (they are also creat
 burst: $(STAMP) ## burst of user creations at a running runtime, report + plot in bench/results (N=… RATE=… CONCURRENCY=… URL=…)
 	$(BIN)/knlocal burst $(if $(N),-n $(N)) $(if $(RATE),--rate $(RATE)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(URL),--url $(URL)) $(if $(ADMIN),--admin $(ADMIN))
 
-bench: $(STAMP) ## the issue-3 benchmark (cold start, 100/s, sustained rate, vs functions-framework) → bench/results
+bench: $(STAMP) ## the issue-3 benchmark (cold start, 100/s, sustained rate, vs functions-framework), then bench-tracing if Zipkin runs → bench/results
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	@if [ -f .run/zipkin.pid ]; then $(MAKE) --no-print-directory bench-tracing; \
+	else echo "bench: Zipkin is not running: tracing's cost not measured (make zipkin, then make bench-tracing)"; fi
 
 clean: ## remove local data and logs (not the downloaded servers)
 	rm -rf .data .run/*.log
@@ -139,6 +141,10 @@ cluster-check: $(STAMP) ## the manifests of every broker against a real kube-api
 .PHONY: bench-kafka
 bench-kafka: $(STAMP) ## the Kafka backend benchmark (events/s vs kafka-python, 100 users/s on BROKER=kafka; starts its own Kafka) → bench/results
 	$(BIN)/python -m bench.bench_kafka $(BENCH_ARGS)
+
+.PHONY: bench-tracing
+bench-tracing: $(STAMP) ## tracing's CPU per user, untraced vs every operation traced to Zipkin, same run (needs make zipkin) → bench/results
+	$(BIN)/python -m bench.bench_tracing $(BENCH_ARGS)
 
 .PHONY: bench-brokers
 bench-brokers: $(STAMP) ## RabbitMQ and NATS backends' events/s beside aio-pika / nats-py (needs make rabbitmq nats) → bench/results

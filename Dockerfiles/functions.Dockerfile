@@ -12,7 +12,7 @@ ARG BASE_IMAGE=docker.io/library/python:3.11-slim
 FROM ${BASE_IMAGE} AS builder
 # Only what functions/ imports: the local runtime's dependencies (kubernetes, aiohttp,
 # kafka-python, …) stay out of the image. Versions come from pyproject.toml.
-# Tracing (functions/tracing.py, spanexport/): loaded only when OTEL_TRACES_EXPORTER names an exporter.
+# Tracing (functions/tracing.py, leantrace/): loaded only when OTEL_TRACES_EXPORTER names an exporter.
 ARG FUNCTION_DEPS="cloudevents flask gunicorn boto3 pyyaml jsonschema urllib3 opentelemetry-api opentelemetry-sdk opentelemetry-exporter-otlp-proto-http orjson"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
@@ -24,7 +24,7 @@ RUN python3 -m venv /opt/venv \
 # README.md* matches nothing until the README exists; pyproject.toml names it as the readme.
 COPY README.md* ./
 COPY functions ./functions
-COPY spanexport ./spanexport
+COPY leantrace ./leantrace
 # The project itself, without its dependencies (they are above), as a regular install so that
 # the package data (catalog.yaml, openapi.yaml) and compiled .pyc files land in the venv. pip,
 # setuptools and wheel are build tools: they leave the venv before it is copied.

@@ -254,21 +254,25 @@ def test_sigterm_stops_promptly_with_exit_code_0() -> None:
 
 
 def test_function_deps_cover_every_import_of_functions() -> None:
-    """The image installs only FUNCTION_DEPS (and what they need): enough for functions/.
+    """The image installs only FUNCTION_DEPS (and what they need): enough for the packages it
+    copies (functions/, leantrace/).
 
     Checked against this venv's installed distributions, which pyproject.toml pins the same way.
     """
-    match = re.search(r'^ARG FUNCTION_DEPS="([^"]+)"', DOCKERFILE.read_text(), re.MULTILINE)
+    dockerfile = DOCKERFILE.read_text()
+    match = re.search(r'^ARG FUNCTION_DEPS="([^"]+)"', dockerfile, re.MULTILINE)
     assert match, f"no ARG FUNCTION_DEPS in {DOCKERFILE}"
     installed = _closure(match.group(1).split())
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
+    assert {"functions", "leantrace"} <= copied, copied
     modules: set[str] = set()
-    for path in (ROOT / "functions").rglob("*.py"):
+    for path in (p for package in copied for p in (ROOT / package).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 modules |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 modules.add(node.module.split(".")[0])
-    third_party = modules - set(sys.stdlib_module_names) - {"functions"}
+    third_party = modules - set(sys.stdlib_module_names) - copied
     by_module = metadata.packages_distributions()
     uncovered = {
         module: by_module.get(module, ["?"])
@@ -276,7 +280,7 @@ def test_function_deps_cover_every_import_of_functions() -> None:
         if not {_normal(d) for d in by_module.get(module, [])} & installed
     }
     assert not uncovered, (
-        f"functions/ imports {uncovered} (module: distributions), which the image does not"
+        f"{sorted(copied)} import {uncovered} (module: distributions), which the image does not"
         " install: add the distribution to ARG FUNCTION_DEPS in Dockerfiles/functions.Dockerfile"
     )
 

@@ -127,7 +127,7 @@ def _carrier(headers: Mapping[str, str], event: Any, start: bool) -> dict[str, s
     """The incoming context: the header, else the event's extension, else a new one if `start`.
 
     A new one is made here only while no spans are recorded (flags 00: not sampled); while
-    recording, the SDK starts the trace itself, under its sampler.
+    recording, the tracer starts the trace itself, under its sampler.
     """
     lowered = {k.lower(): v for k, v in headers.items() if k[:1] in "tT"}
     parent, state = lowered.get("traceparent"), lowered.get("tracestate")

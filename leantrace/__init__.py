@@ -1,9 +1,14 @@
-"""Where spans go: the exporter the standard `OTEL_*` variables choose, for any process.
+"""Spans at a fraction of the SDK's cost, and where they go, for any of our processes.
+
+- here: the exporter the standard `OTEL_*` variables choose;
+- `leantrace.spans`: spans made without the SDK's per-span machinery, handed to its span
+  processor as the ReadableSpans it would have made;
+- `leantrace.zipkin`: a Zipkin exporter for spans of any number of services.
 
 Shared by the local runtime (`knlocal/tracing.py`, four services in one process) and the
 functions (`functions/tracing.py`, one service per instance), so that both read the variables
-alike and export through the same Zipkin encoder; it imports neither of them, so the function
-image ships it without the runtime.
+alike and record and export spans the same way; it imports neither of them, so the function
+image ships it without the runtime. Nothing of the SDK is imported until a span exporter is.
 """
 
 from __future__ import annotations

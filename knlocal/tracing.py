@@ -125,6 +125,7 @@ def _extract(carrier: Mapping[str, str]) -> SpanContext | None:
 
 
 def _parent() -> SpanContext | None:
+    """The context of the current span, or the remote parent `incoming` set, if any."""
     current = _current.get()
     if current is None or isinstance(current, tuple):  # a SpanContext is a tuple
         return current

@@ -18,6 +18,7 @@ links): these spans carry fewer than ten.
 from __future__ import annotations
 
 import random
+import re
 import time
 import traceback
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _UNSET = Status(StatusCode.UNSET)
@@ -42,22 +44,16 @@ def sampler_from_environ() -> Sampler:
 
 def parse_traceparent(traceparent: object, tracestate: object = None) -> SpanContext | None:
     """The remote parent a W3C `traceparent` (and `tracestate`) names; None when it is no valid
-    version-00 value (all-zero ids included)."""
-    if not isinstance(traceparent, str) or len(traceparent) != 55:
+    version-00 value (W3C Trace Context §3.2: lowercase hex, ids not all zero)."""
+    if not isinstance(traceparent, str) or _TRACEPARENT.fullmatch(traceparent) is None:
         return None
-    fields = traceparent.split("-")
-    if len(fields) != 4 or fields[0] != "00" or len(fields[1]) != 32 or len(fields[2]) != 16:
-        return None
-    try:
-        trace_id, span_id, flags = int(fields[1], 16), int(fields[2], 16), int(fields[3], 16)
-    except ValueError:
-        return None
-    if not trace_id or not span_id or len(fields[3]) != 2:
+    trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
+    if not trace_id or not span_id:
         return None
     state = (
         TraceState.from_header([tracestate]) if isinstance(tracestate, str) and tracestate else None
     )
-    return SpanContext(trace_id, span_id, True, TraceFlags(flags), state)
+    return SpanContext(trace_id, span_id, True, TraceFlags(int(traceparent[53:], 16)), state)
 
 
 def traceparent_of(context: SpanContext) -> str:

@@ -197,6 +197,8 @@ def test_the_sampler_is_the_one_the_variables_name(monkeypatch: pytest.MonkeyPat
         "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
         "00-0af7651916cd43dd8448eb211c80319x-b7ad6b7169203331-01",
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1",
+        "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",  # W3C: lowercase only
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-",
         None,
         42,
     ],

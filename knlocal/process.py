@@ -9,6 +9,7 @@ them are up. Nothing here knows the application the runtime serves.
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,12 +40,36 @@ DEFAULT_SWITCHES = {
 }
 
 
+#: Where the kernel picks the source ports of outgoing connections (and `bind(0)`'s ports).
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: The lowest port :func:`free_port` hands out.
+LOWEST_PORT = 10000
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
+    """A loopback port nothing is bound to now, below the kernel's ephemeral range.
+
+    Below it, because a port is bound some time after it is chosen (a runtime's start, or its
+    restart after a kill): an ephemeral port may meanwhile become the source port of any
+    outgoing connection on the machine ("address already in use"); one below the range is
+    only ever taken by an explicit bind.
+    """
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for _ in range(100 if low > LOWEST_PORT + 100 else 0):
+        port = random.randrange(LOWEST_PORT, low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # no range to stay below: the kernel's choice
         probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+        chosen: int = probe.getsockname()[1]
+        return chosen
 
 
 def descendants(pid: int) -> list[int]:

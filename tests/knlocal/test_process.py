@@ -1,11 +1,19 @@
 """knlocal/process.py: `knlocal run` as a child process, ready once its admin API answers."""
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from knlocal.errors import RuntimeStartError
-from knlocal.process import DEFAULT_SWITCHES, RuntimeProcess, descendants
+from knlocal.process import (
+    DEFAULT_SWITCHES,
+    EPHEMERAL_RANGE,
+    LOWEST_PORT,
+    RuntimeProcess,
+    descendants,
+    free_port,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -56,3 +64,13 @@ def test_a_runtime_that_cannot_start_raises_with_its_output(tmp_path: Path) -> N
         runtime.start()
     assert "did not get ready" in str(raised.value)
     assert not runtime.running
+
+
+def test_a_free_port_is_bindable_and_below_the_ephemeral_range() -> None:
+    # Above it, an outgoing connection could take the port before the runtime binds it.
+    low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    for _ in range(20):
+        port = free_port()
+        assert LOWEST_PORT <= port < low
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))

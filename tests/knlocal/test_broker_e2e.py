@@ -110,7 +110,7 @@ async def _nats_events(url: str, runtime: KnuserRuntime) -> list[dict[str, Any]]
                 for message in await pull.fetch(100, timeout=2):
                     headers.append(dict(message.headers or {}))
                     await message.ack()
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats' own, or a bare one fetch raises at its deadline
             pass
         return [
             {k.removeprefix("ce-"): v for k, v in h.items()}

@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext
 
     from leantrace.spans import Span, Tracer
-
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 #: The trace context of the request being served: `{"traceparent": …, "tracestate": …}`.
 _context: ContextVar[dict[str, str] | None] = ContextVar("trace_context", default=None)
@@ -97,10 +94,8 @@ def span_exporter(name: str, environ: Mapping[str, str]) -> Any:
         raise ConfigError(str(error)) from None
 
 
-def trace_id(traceparent: object) -> str | None:
-    """The trace id of a `traceparent` value, or None when it is not a valid one."""
-    match = _TRACEPARENT.match(traceparent) if isinstance(traceparent, str) else None
-    return match.group(1) if match else None
+#: The trace id of a `traceparent` value, or None when it is not a valid one.
+trace_id = leantrace.trace_id_of
 
 
 def event_extensions() -> dict[str, str]:
@@ -186,8 +181,9 @@ def _parent(carrier: Mapping[str, str]) -> SpanContext | None:
 
 def _headers_of(span: Span, tracestate: str | None) -> dict[str, str]:
     """The W3C headers naming `span` as the parent (what a propagator's inject writes)."""
-    context = span.get_span_context()
-    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    from leantrace.spans import traceparent_of
+
+    parent = traceparent_of(span.get_span_context())
     return {"traceparent": parent, **({"tracestate": tracestate} if tracestate else {})}
 
 

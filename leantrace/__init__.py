@@ -13,11 +13,25 @@ image ships it without the runtime. Nothing of the SDK is imported until a span 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 #: Where `make zipkin` listens; OpenTelemetry's default is `localhost`, which may be ::1.
 ZIPKIN_SPANS_URL = "http://127.0.0.1:9411/api/v2/spans"
+
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+def trace_id_of(traceparent: object) -> str | None:
+    """The trace id (hex) of a W3C `traceparent`; None when it is no valid version-00 value
+    (W3C Trace Context §3.2: lowercase hex, ids not all zero)."""
+    match = _TRACEPARENT.fullmatch(traceparent) if isinstance(traceparent, str) else None
+    if match is None or match[1] == _ZERO_TRACE or match[2] == _ZERO_SPAN:
+        return None
+    return match[1]
 
 
 class ConfigError(ValueError):

@@ -18,7 +18,6 @@ links): these spans carry fewer than ten.
 from __future__ import annotations
 
 import random
-import re
 import time
 import traceback
 from collections.abc import Mapping
@@ -31,7 +30,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+from leantrace import trace_id_of
+
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _UNSET = Status(StatusCode.UNSET)
@@ -45,11 +45,9 @@ def sampler_from_environ() -> Sampler:
 def parse_traceparent(traceparent: object, tracestate: object = None) -> SpanContext | None:
     """The remote parent a W3C `traceparent` (and `tracestate`) names; None when it is no valid
     version-00 value (W3C Trace Context §3.2: lowercase hex, ids not all zero)."""
-    if not isinstance(traceparent, str) or _TRACEPARENT.fullmatch(traceparent) is None:
+    if not isinstance(traceparent, str) or trace_id_of(traceparent) is None:
         return None
     trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
-    if not trace_id or not span_id:
-        return None
     state = (
         TraceState.from_header([tracestate]) if isinstance(tracestate, str) and tracestate else None
     )

@@ -10,7 +10,6 @@ import ast
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from knlocal.process import free_port
 from tests.servers import require_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,13 +56,6 @@ def _require_image() -> None:
     require_server(f"the image {IMAGE} (podman)", exists, HOW)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Container:
     """A running container of the image and the loopback URL it answers on."""
@@ -72,7 +65,7 @@ class Container:
 
 
 def _start(function: str) -> Container:
-    port = _free_port()
+    port = free_port()
     name = f"knuser-test-{uuid.uuid4().hex[:8]}"
     _podman(
         "run",

@@ -26,6 +26,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+import leantrace
 from leantrace.spans import Tracer, parse_traceparent, sampler_from_environ, traceparent_of
 
 RESOURCE = Resource({"service.name": "broker-filter"})
@@ -205,9 +206,11 @@ def test_the_sampler_is_the_one_the_variables_name(monkeypatch: pytest.MonkeyPat
 )
 def test_a_traceparent_that_is_no_valid_one_names_no_parent(value: object) -> None:
     assert parse_traceparent(value) is None
+    assert leantrace.trace_id_of(value) is None  # the same rule for the untraced functions
 
 
 def test_a_valid_traceparent_round_trips_with_its_state() -> None:
+    assert leantrace.trace_id_of(PARENT) == PARENT[3:35]
     context = parse_traceparent(PARENT, "vendor=1,other=2")
     assert context is not None and context.is_remote
     assert traceparent_of(context) == PARENT

@@ -454,7 +454,7 @@ def functions_framework(rounds: int, seconds: float, concurrency: int) -> dict[s
     ours, ff = figures["ours"], figures["functions_framework"]
     return {
         "function": "user-approve (binary CloudEvent in, reply event out)",
-        "gunicorn_settings": "functions/gunicorn_conf.py (1 worker, gthread, 8 threads)",
+        "gunicorn_settings": "functions/gunicorn_conf.py (1 worker of 8 threads)",
         "concurrency": concurrency,
         "seconds_per_round": seconds,
         **figures,

@@ -51,6 +51,7 @@ def warm_up() -> None:
 
     import urllib3  # noqa: F401
 
+    import functions.gunicorn_worker  # noqa: F401
     from functions.catalog import load_catalog
     from functions.operation_create import create_user_schema
     from functions.stores import dynamodb

@@ -4,8 +4,9 @@
 (`functions/gunicorn_conf.py`) serving user-approve, driven with binary CloudEvents at a paced
 rate over a pool of kept-alive connections (as the runtime's proxy and Knative's queue-proxy
 drive an instance); rounds alternate the two worker classes (ABAB…) on fresh servers, and each
-round reports the server's CPU per request (utime + stime of its processes, from the kernel) and
-the latency. The machine is shared: compare within one run.
+round reports the server's CPU per request (utime + stime of its processes, from the kernel),
+its worker's voluntary context switches per request, and the latency. The machine is shared:
+compare within one run.
 """
 
 import argparse
@@ -43,6 +44,16 @@ def _tree_ticks(root: int) -> int:
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def _switches(pid: int) -> int:
+    """Voluntary context switches of `pid`'s threads (each a wait for I/O, a lock or a queue)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
     return total
 
 
@@ -109,15 +120,18 @@ def measure(worker: str, rate: float, seconds: float, data: Path) -> dict[str, A
                 raise RuntimeError(f"gunicorn with {worker} did not answer")
             time.sleep(0.01)
         asyncio.run(_drive(url, rate, 1, 8))
-        before = _tree_ticks(process.pid)
+        worker_pid = _children(process.pid)[0]
+        before, switches = _tree_ticks(process.pid), _switches(worker_pid)
         latencies = asyncio.run(_drive(url, rate, seconds, 8))
         ticks = _tree_ticks(process.pid) - before
+        switches = _switches(worker_pid) - switches
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     return {
         "requests": len(latencies),
         "cpu_us_per_request": round(ticks / TICKS_PER_SECOND * 1e6 / len(latencies)),
+        "worker_switches_per_request": round(switches / len(latencies), 2),
         "latency_ms": summarize(latencies),
     }
 
@@ -140,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         name: statistics.median(run["cpu_us_per_request"] for run in rounds)
         for name, rounds in runs.items()
     }
+    # Paired by round (ABAB…): the machine's speed drifts over a run, a round's pair shares it.
+    ratios = [
+        ours["cpu_us_per_request"] / gthread["cpu_us_per_request"]
+        for gthread, ours in zip(runs["gthread"], runs["ours"], strict=True)
+    ]
     result = {
         "benchmark": "gunicorn worker: CPU per request of one user-approve instance",
         "command": ["python", "-m", "bench.bench_worker", *(argv or sys.argv[1:])],
@@ -151,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         "workers": WORKERS,
         "runs": runs,
         "cpu_us_per_request_median": median,
-        "ratio_ours_over_gthread": round(median["ours"] / median["gthread"], 3),
+        "ratio_ours_over_gthread_per_round": [round(ratio, 3) for ratio in ratios],
+        "ratio_ours_over_gthread": round(statistics.median(ratios), 3),
     }
     out = Path(args.out) / f"worker-{started.strftime('%Y-%m-%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ of the loop. This worker keeps gthread as it is, with two changes:
   proxy and Knative's queue-proxy reuse a few kept-alive connections per instance, so it usually
   comes: one wake-up per request instead of six. The thread gives the connection back to the main
   thread's poller, as gthread does, when no request came in time, when the worker stops, or as
-  soon as another connection has a request waiting for a thread (it does not start waiting
-  then, and the main thread rings a doorbell for one that arrives while it waits), so a sticky
-  thread never keeps a request waiting: `threads` requests are still
+  soon as another connection has a request that no free thread will take (it does not start
+  waiting then, and the main thread rings a doorbell for one that arrives while it waits), so a
+  sticky thread never keeps a request waiting: `threads` requests are still
   served at once, whatever the connections.
 - **A lazy heartbeat.** The heartbeat file is touched only as often as the arbiter reads it:
   never when `timeout` is 0 (what `functions/gunicorn_conf.py` sets; `Arbiter.murder_workers`
@@ -46,14 +46,19 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
         self._doorbell, self._ring = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock = threading.Lock()
         self._queued = 0  # connections with a request, waiting for a pool thread
+        self._busy = 0  # pool threads serving a connection or waiting on theirs
         self._sticky = 0  # pool threads waiting on their connection
         super().init_process()
 
+    def _unserved(self) -> bool:
+        """Whether a request waits that no free pool thread will take (under `_lock`)."""
+        return self._queued > self.cfg.threads - self._busy
+
     def enqueue_req(self, conn: Any) -> None:
-        """gthread's: a request waits for a pool thread; ask a waiting one back for it."""
+        """gthread's: a request waits for a pool thread; with none free, ask a waiting one."""
         with self._lock:
             self._queued += 1
-            ring = self._sticky > 0
+            ring = self._sticky > 0 and self._unserved()
         super().enqueue_req(conn)
         if ring:
             self._ring_doorbell()
@@ -71,10 +76,15 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
         """gthread's, for each request that comes on `conn` while this thread waits on it."""
         with self._lock:
             self._queued -= 1
-        keepalive = super().handle(conn)
-        while keepalive is True and self._next_request_comes(conn):
+            self._busy += 1
+        try:
             keepalive = super().handle(conn)
-        return keepalive
+            while keepalive is True and self._next_request_comes(conn):
+                keepalive = super().handle(conn)
+            return keepalive
+        finally:
+            with self._lock:
+                self._busy -= 1
 
     def _next_request_comes(self, conn: Any) -> bool:
         """Wait for `conn`'s next request; False to give the connection back (see the module)."""
@@ -87,7 +97,7 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
         poller.register(self._doorbell, select.POLLIN)
         deadline = time.monotonic() + STICKY_SECONDS
         with self._lock:
-            if self._queued:
+            if self._unserved():
                 return False  # a request waits for a thread: this one takes it
             self._sticky += 1
         try:

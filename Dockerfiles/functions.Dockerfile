@@ -13,7 +13,7 @@ FROM ${BASE_IMAGE} AS builder
 # Only what functions/ imports: the local runtime's dependencies (kubernetes, aiohttp,
 # kafka-python, …) stay out of the image. Versions come from pyproject.toml.
 # Tracing (functions/tracing.py, leantrace/): loaded only when OTEL_TRACES_EXPORTER names an exporter.
-ARG FUNCTION_DEPS="cloudevents flask gunicorn boto3 pyyaml jsonschema urllib3 opentelemetry-api opentelemetry-sdk opentelemetry-exporter-otlp-proto-http orjson"
+ARG FUNCTION_DEPS="cloudevents flask gunicorn boto3 pyyaml jsonschema fastjsonschema urllib3 opentelemetry-api opentelemetry-sdk opentelemetry-exporter-otlp-proto-http orjson"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml changes.

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
 
 from functions.ce import BaseCloudEvent
 from functions.errors import InvalidEvent
+from functions.schema import Schema
 
 USER_CREATION_REQUESTED: Final = "dev.knuser.user.creation.requested.v1"
 USER_CREATED: Final = "dev.knuser.user.created.v1"
@@ -29,7 +29,7 @@ class EventType:
     summary: str
     producer: str
     consumers: tuple[str, ...]
-    validator: Draft202012Validator
+    schema: Schema
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Catalog:
             raise InvalidEvent(
                 f"expected JSON object data for {event_type}; found {type(data).__name__}"
             )
-        errors = sorted(self.types[event_type].validator.iter_errors(data), key=str)
+        errors = sorted(self.types[event_type].schema.errors(data), key=str)
         if errors:
             first = errors[0]
             where = "/".join(str(p) for p in first.absolute_path) or "(root)"
@@ -73,13 +73,11 @@ def load_catalog() -> Catalog:
     definitions = raw.get("definitions", {})
     types = {}
     for name, spec in raw["types"].items():
-        schema = {**spec["data"], "definitions": definitions}
-        Draft202012Validator.check_schema(schema)
         types[name] = EventType(
             name=name,
             summary=spec["summary"],
             producer=spec["producer"],
             consumers=tuple(spec["consumers"]),
-            validator=Draft202012Validator(schema, format_checker=FormatChecker()),
+            schema=Schema({**spec["data"], "definitions": definitions}, check_formats=True),
         )
     return Catalog(source=raw["source"], types=types)

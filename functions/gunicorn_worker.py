@@ -52,7 +52,7 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
 
     def _unserved(self) -> bool:
         """Whether a request waits that no free pool thread will take (under `_lock`)."""
-        return self._queued > self.cfg.threads - self._busy
+        return bool(self._queued > self.cfg.threads - self._busy)
 
     def enqueue_req(self, conn: Any) -> None:
         """gthread's: a request waits for a pool thread; with none free, ask a waiting one."""

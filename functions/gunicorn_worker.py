@@ -12,8 +12,8 @@ of the loop. This worker keeps gthread as it is, with two changes:
   thread's poller, as gthread does, when no request came in time, when the worker stops, or as
   soon as another connection has a request that no free thread will take (it does not start
   waiting then, and the main thread rings a doorbell for one that arrives while it waits), so a
-  sticky thread never keeps a request waiting: `threads` requests are still
-  served at once, whatever the connections.
+  sticky thread never keeps a request waiting: `threads` requests are still served at once,
+  whatever the connections.
 - **A lazy heartbeat.** The heartbeat file is touched only as often as the arbiter reads it:
   never when `timeout` is 0 (what `functions/gunicorn_conf.py` sets; `Arbiter.murder_workers`
   then reads nothing), else at most every quarter of `timeout` (it kills a worker silent for

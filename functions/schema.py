@@ -9,10 +9,11 @@ it if the check was stricter, e.g. about a format jsonschema leaves unchecked). 
 never accept what jsonschema refuses. fastjsonschema implements drafts 4 to 7, not 2020-12; a
 schema gets a compiled check only when every keyword in it means the same in draft 7 and in
 2020-12 (`SAME_IN_DRAFT7`, and `$ref` without siblings, which draft 7 would ignore); formats are
-checked by jsonschema's own format checker, when the schema's validator uses one. Any other
-schema is validated by jsonschema alone.
+checked by jsonschema's own format checker, when the schema's validator uses one; a `$ref` must
+name one of the schema's `definitions`. Any other schema is validated by jsonschema alone.
 """
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,7 +63,9 @@ class Schema:
         self._check: Callable[[Any], Any] | None = None
         if all(_same_in_draft7(part) for part in _subschemas(schema)):
             formats = {name: _format(checker, name) for name in _formats(schema)}
-            self._check = fastjsonschema.compile(schema, formats=formats, use_default=False)
+            # e.g. a $ref to a definition that is missing: jsonschema alone, which says so.
+            with contextlib.suppress(fastjsonschema.JsonSchemaDefinitionException):
+                self._check = fastjsonschema.compile(schema, formats=formats, use_default=False)
 
     @property
     def compiled(self) -> bool:
@@ -94,8 +97,11 @@ def _subschemas(schema: Any) -> Iterator[dict[str, Any]]:
 
 
 def _same_in_draft7(schema: dict[str, Any]) -> bool:
-    if "$ref" in schema and set(schema) - {"$ref", "definitions"}:
-        return False  # draft 7 ignores a $ref's siblings; 2020-12 applies them
+    if "$ref" in schema:
+        if set(schema) - {"$ref", "definitions"}:
+            return False  # draft 7 ignores a $ref's siblings; 2020-12 applies them
+        if not str(schema["$ref"]).startswith("#/definitions/"):
+            return False  # out of the schema: fastjsonschema would fetch it when compiling
     compared = list(schema.get("enum", []))
     if "const" in schema:
         compared.append(schema["const"])

@@ -130,6 +130,17 @@ def test_a_schema_not_meaning_the_same_in_draft7_is_judged_by_jsonschema_alone(
     assert schema.errors(refused)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"$ref": "http://127.0.0.1:9/user.json"},  # fastjsonschema would fetch it to compile
+        {"type": "object", "properties": {"a": {"$ref": "#/definitions/B"}}},  # to nothing
+    ],
+)
+def test_a_ref_to_no_definition_of_the_schema_gets_no_compiled_check(raw: dict[str, Any]) -> None:
+    assert not Schema(raw, check_formats=False).compiled
+
+
 def test_formats_are_checked_only_when_asked_as_jsonschema_does() -> None:
     raw = {"type": "string", "format": "uuid"}
     checked, annotated = Schema(raw, check_formats=True), Schema(raw, check_formats=False)

@@ -6,7 +6,8 @@ live beside the project's 2.x): `gunicorn -c python:functions.gunicorn_conf
 
 The approval rules are not copied: `decide` and the constants it reads are compiled from
 functions/user_approve.py itself (its imports need the CloudEvents 2.x SDK, so the module cannot
-be imported here); the data is validated against the same catalog schema. The glue is the
+be imported here); the data is validated against the same catalog schema, the same way
+(functions/schema.py). The glue is the
 framework's and its SDK's; the reply is written as a binary-mode CloudEvent, like ours.
 """
 
@@ -19,7 +20,8 @@ import functions_framework
 import yaml
 from cloudevents.http import CloudEvent, from_http, to_binary
 from flask import Flask, Request, Response
-from jsonschema import Draft202012Validator, FormatChecker
+
+from functions.schema import Schema  # jsonschema and fastjsonschema only: no SDK 2.x
 
 _FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
 _RULES = _FUNCTIONS / "user_approve.py"
@@ -48,18 +50,18 @@ def _load_rules() -> dict[str, Any]:
     return namespace
 
 
-def _user_created_validator() -> Draft202012Validator:
+def _user_created_schema() -> Schema:
     """The event catalog's schema of `user.created` data, as functions/catalog.py builds it."""
     catalog = yaml.safe_load((_FUNCTIONS / "catalog.yaml").read_text(encoding="utf-8"))
     schema = {
         **catalog["types"]["dev.knuser.user.created.v1"]["data"],
         "definitions": catalog.get("definitions", {}),
     }
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    return Schema(schema, check_formats=True)
 
 
 decide = _load_rules()["decide"]
-_VALIDATOR = _user_created_validator()
+_SCHEMA = _user_created_schema()
 
 
 @functions_framework.http
@@ -72,7 +74,7 @@ def user_approve(request: Request) -> Response:
     """
     event = from_http(dict(request.headers), request.get_data())
     data = event.data
-    errors = sorted(_VALIDATOR.iter_errors(data), key=str)
+    errors = sorted(_SCHEMA.errors(data), key=str)
     if errors:
         return Response(f"invalid data: {errors[0].message}", status=400)
     user = data["user"]

@@ -321,9 +321,9 @@ def _ff_python() -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    # jsonschema and PyYAML: the adapter validates events against the same catalog as ours.
+    # jsonschema, fastjsonschema, PyYAML: the adapter validates events as ours do.
     packages = ["functions-framework==3.10.2", f"gunicorn=={gunicorn_version}"]
-    packages += ["jsonschema", "pyyaml"]
+    packages += ["jsonschema", "fastjsonschema", "pyyaml"]
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages], check=True)
     return python
 

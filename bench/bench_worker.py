@@ -24,27 +24,15 @@ from typing import Any
 import aiohttp
 from tqdm import tqdm
 
-from bench.cpu import TICKS_PER_SECOND
-from bench.run import APP, RESULTS, ROOT, _function_env, _user_created_event, urllib_request
-from knlocal.process import free_port
+from bench.cpu import CpuMeter
+from bench.run import APP, RESULTS, _server, _user_created_event
+from knlocal.process import descendants, free_port
 from knuser_tools.burst import machine_info, summarize
 
 WORKERS = {
     "gthread": "gthread",
     "ours": "functions.gunicorn_worker.ThreadWorker",
 }
-
-
-def _tree_ticks(root: int) -> int:
-    """utime + stime of `root` and its children (gunicorn's arbiter and its worker)."""
-    total = 0
-    for pid in [root, *_children(root)]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total
 
 
 def _switches(pid: int) -> int:
@@ -55,14 +43,6 @@ def _switches(pid: int) -> int:
             if line.startswith("voluntary_ctxt_switches:"):
                 total += int(line.split()[1])
     return total
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        found += [int(child) for child in children]
-    return found
 
 
 async def _drive(url: str, rate: float, seconds: float, connections: int) -> list[float]:
@@ -91,46 +71,21 @@ async def _drive(url: str, rate: float, seconds: float, connections: int) -> lis
 
 def measure(worker: str, rate: float, seconds: float, data: Path) -> dict[str, Any]:
     """One fresh server of `worker`: a warm-up, then the measured paced run."""
-    import signal
-    import subprocess
-
     port = free_port()
-    env = {**_function_env("user-approve", data), "PORT": str(port)}
-    settings = ["-c", "python:functions.gunicorn_conf", "--bind", f"127.0.0.1:{port}"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", *settings, "--worker-class", worker, APP["wsgi_app"]],
-        cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 30
-        headers, body = _user_created_event(0)
-        while True:
-            try:
-                if urllib_request(url, headers, body) == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"gunicorn with {worker} did not answer")
-            time.sleep(0.01)
+    server = _server(Path(sys.executable), APP["wsgi_app"], port, data, "--worker-class", worker)
+    with server as (_, arbiter):
         asyncio.run(_drive(url, rate, 1, 8))
-        worker_pid = _children(process.pid)[0]
-        before, switches = _tree_ticks(process.pid), _switches(worker_pid)
-        latencies = asyncio.run(_drive(url, rate, seconds, 8))
-        ticks = _tree_ticks(process.pid) - before
+        worker_pid = descendants(arbiter)[0]
+        switches = _switches(worker_pid)
+        with CpuMeter(arbiter) as meter:  # gunicorn's arbiter and its worker
+            latencies = asyncio.run(_drive(url, rate, seconds, 8))
         switches = _switches(worker_pid) - switches
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+    cpu_ms = meter.result(len(latencies))["cpu_ms"]
+    server_ms = sum(ms for role, ms in cpu_ms.items() if role != "load_generator")
     return {
         "requests": len(latencies),
-        "cpu_us_per_request": round(ticks / TICKS_PER_SECOND * 1e6 / len(latencies)),
+        "cpu_us_per_request": round(server_ms * 1000 / len(latencies)),
         "worker_switches_per_request": round(switches / len(latencies), 2),
         "latency_ms": summarize(latencies),
     }

@@ -351,11 +351,14 @@ def _user_created_event(index: int) -> tuple[dict[str, str], bytes]:
 
 
 @contextlib.contextmanager
-def _server(python: Path, target: str, port: int, data: Path) -> Iterator[float]:
-    """A gunicorn of the function image's settings; yields exec-to-first-reply in ms."""
+def _server(
+    python: Path, target: str, port: int, data: Path, *options: str
+) -> Iterator[tuple[float, int]]:
+    """A gunicorn of the function image's settings (and `options` over them); yields
+    exec-to-first-reply in ms and gunicorn's pid."""
     env = {**_function_env("user-approve", data), "PORT": str(port)}
     started = time.monotonic()
-    settings = ["-c", "python:functions.gunicorn_conf", "--bind", f"127.0.0.1:{port}"]
+    settings = ["-c", "python:functions.gunicorn_conf", "--bind", f"127.0.0.1:{port}", *options]
     process = subprocess.Popen(
         [str(python), "-m", "gunicorn", *settings, target],
         cwd=ROOT,
@@ -376,7 +379,7 @@ def _server(python: Path, target: str, port: int, data: Path) -> Iterator[float]
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"{target} did not answer")
             time.sleep(0.002)
-        yield (time.monotonic() - started) * 1000
+        yield (time.monotonic() - started) * 1000, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -437,7 +440,7 @@ def functions_framework(rounds: int, seconds: float, concurrency: int) -> dict[s
     for _ in tqdm(range(rounds), desc="ours vs functions-framework", unit="round"):
         for name, (python, target) in servers.items():
             port = free_port()
-            with _server(python, target, port, data) as first_reply_ms:
+            with _server(python, target, port, data) as (first_reply_ms, _):
                 cold[name].append(first_reply_ms)
                 rps[name].append(
                     asyncio.run(_throughput(f"http://127.0.0.1:{port}/", seconds, concurrency))

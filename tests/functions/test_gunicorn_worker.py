@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from functions.gunicorn_worker import STICKY_SECONDS
-from knlocal.process import free_port
+from knlocal.process import descendants, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.knlocal.serving.wsgi_sleeper:create_app()"
@@ -69,11 +69,6 @@ def _sleep(connection: http.client.HTTPConnection, seconds: float = 0) -> dict[s
     assert response.getheader("Connection", "").lower() != "close"
     body: dict[str, int] = json.loads(response.read())
     return body
-
-
-def _worker_pids(arbiter: int) -> set[int]:
-    children = Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text()
-    return {int(pid) for pid in children.split()}
 
 
 def test_the_image_settings_name_this_worker() -> None:
@@ -141,11 +136,11 @@ def test_a_stopping_worker_gives_up_its_waiting_connections_at_once() -> None:
 def test_with_a_timeout_the_heartbeat_keeps_the_worker_alive() -> None:
     # The arbiter kills a worker whose heartbeat is older than `timeout` seconds.
     with gunicorn(2, "--timeout", "2") as (port, arbiter):
-        workers = _worker_pids(arbiter.pid)
+        workers = set(descendants(arbiter.pid))
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # busy, then idle: both must keep it beating
             _sleep(connection, 0.05)
         connection.close()
         time.sleep(3)
-        assert _worker_pids(arbiter.pid) == workers
+        assert set(descendants(arbiter.pid)) == workers

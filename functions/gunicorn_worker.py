@@ -33,8 +33,6 @@ from gunicorn.workers.gthread import ThreadWorker as _GthreadWorker
 
 #: How long a pool thread waits on its kept-alive connection for the next request.
 STICKY_SECONDS = 1.0
-#: How often a waiting thread looks whether the worker is stopping.
-_ALIVE_CHECK_SECONDS = 0.25
 
 
 class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
@@ -101,10 +99,8 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
                 return False  # a request waits for a thread: this one takes it
             self._sticky += 1
         try:
-            while self.alive:
-                wait = min(_ALIVE_CHECK_SECONDS, deadline - time.monotonic())
-                if wait <= 0:
-                    return False
+            # A stop (SIGTERM) rings the doorbell and leaves the ring for every waiting thread.
+            while self.alive and (wait := deadline - time.monotonic()) > 0:
                 ready = {fd for fd, _ in poller.poll(wait * 1000)}
                 if conn.sock.fileno() in ready:
                     return True
